@@ -1,0 +1,58 @@
+"""chatplate: chat templates rendered exactly as transformers renders them, without transformers.
+
+>>> import chatplate
+>>> t = chatplate.load("chatml")
+>>> print(t.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True))
+<|im_start|>user
+Hi<|im_end|>
+<|im_start|>assistant
+<BLANKLINE>
+"""
+
+from .errors import (
+    ChatplateError,
+    ContinuationError,
+    ConversationError,
+    CorruptSourceError,
+    InputError,
+    MissingDependencyError,
+    SourceError,
+    TemplateError,
+    TemplateNotFoundError,
+    TemplateRaisedError,
+    TemplateRuntimeError,
+    TemplateSecurityError,
+    TemplateSyntaxError,
+    ToolSchemaError,
+    UnknownBuiltinError,
+)
+from .messages import messages_from_pairs
+from .sources import load
+from .template import ChatTemplate, RenderResult
+from .tools import get_json_schema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChatTemplate",
+    "RenderResult",
+    "load",
+    "messages_from_pairs",
+    "get_json_schema",
+    "ChatplateError",
+    "InputError",
+    "ConversationError",
+    "ToolSchemaError",
+    "ContinuationError",
+    "TemplateError",
+    "TemplateSyntaxError",
+    "TemplateRuntimeError",
+    "TemplateSecurityError",
+    "TemplateRaisedError",
+    "SourceError",
+    "TemplateNotFoundError",
+    "UnknownBuiltinError",
+    "CorruptSourceError",
+    "MissingDependencyError",
+    "__version__",
+]

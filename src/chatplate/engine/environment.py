@@ -1,0 +1,164 @@
+"""The Jinja environment chat templates run in, identical to the one transformers builds.
+
+Differences from transformers are deliberate and invisible to templates: the clock read by
+``strftime_now`` and the generation-span tracker are per call (context variables), so one
+compiled template can serve many threads and frozen clocks at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+import jinja2.parser
+import jinja2.runtime
+import jinja2.utils
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# The time `strftime_now` reports; None means the wall clock.
+_clock: ContextVar[datetime | None] = ContextVar("chatplate_clock", default=None)
+
+
+class SpanTracker:
+    """Collects `{% generation %}` spans while a template is being generated.
+
+    ``emitted`` counts the characters already yielded by ``Template.generate``; a generation
+    block's span starts there, exactly as transformers measures it (so blocks inside macros get
+    the same offsets the reference reports).
+    """
+
+    __slots__ = ("emitted", "spans")
+
+    def __init__(self) -> None:
+        self.emitted = 0
+        self.spans: list[tuple[int, int]] = []
+
+
+_tracker: ContextVar[SpanTracker | None] = ContextVar("chatplate_span_tracker", default=None)
+
+
+class GenerationExtension(jinja2.ext.Extension):
+    """The ``{% generation %}...{% endgeneration %}`` block: renders its body unchanged and, when
+    spans are being tracked, records where that body lands in the output."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.CallBlock:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_generation", []), [], [], body).set_lineno(lineno)
+
+    def _generation(self, caller: jinja2.runtime.Macro) -> str:
+        rendered = caller()
+        tracker = _tracker.get()
+        if tracker is not None:
+            tracker.spans.append((tracker.emitted, tracker.emitted + len(rendered)))
+        return rendered
+
+
+class TemplateRaise(jinja2.exceptions.TemplateError):
+    """Raised by the template's own ``raise_exception``; kept apart from jinja2's errors so the
+    translation layer can show the message verbatim."""
+
+
+def _raise_exception(message: Any) -> None:
+    raise TemplateRaise(message)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | str | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    # Unlike jinja2's own tojson this does not HTML-escape, which real templates rely on.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(format: str) -> str:
+    now = _clock.get()
+    return (now if now is not None else datetime.now()).strftime(format)
+
+
+class _TemplateDict:
+    # `dict` for templates without exposing the type itself (no `dict.__subclasses__` games).
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _TemplateNamespace(jinja2.utils.Namespace):
+    # Underscore-prefixed attributes are refused so a namespace cannot reach Python internals.
+    def __init__(*args: Any, **kwargs: Any) -> None:  # noqa: N805 - mirrors jinja2's signature trick
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check_name(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(
+                f"Chat templates cannot store underscore-prefixed attributes on a namespace, but got {name!r}. "
+                "Please rename the attribute."
+            )
+
+
+def build_environment() -> ImmutableSandboxedEnvironment:
+    """The sandboxed environment every chat template is compiled in."""
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[GenerationExtension, jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = _TemplateDict()
+    env.globals["namespace"] = _TemplateNamespace
+    return env
+
+
+ENVIRONMENT = build_environment()
+
+
+def render(template: jinja2.Template, variables: dict[str, Any], now: datetime | None) -> str:
+    """Render with ``now`` as the clock for ``strftime_now``."""
+    token = _clock.set(now)
+    try:
+        return template.render(variables)
+    finally:
+        _clock.reset(token)
+
+
+def render_with_spans(
+    template: jinja2.Template, variables: dict[str, Any], now: datetime | None
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render and return the ``{% generation %}`` spans as half-open character offsets."""
+    tracker = SpanTracker()
+    clock_token = _clock.set(now)
+    tracker_token = _tracker.set(tracker)
+    pieces: list[str] = []
+    try:
+        blocks: Iterator[str] = template.generate(variables)
+        for block in blocks:
+            pieces.append(block)
+            tracker.emitted += len(block)
+    finally:
+        _tracker.reset(tracker_token)
+        _clock.reset(clock_token)
+    return "".join(pieces), tracker.spans

@@ -1,0 +1,162 @@
+"""The chatplate exception tree.
+
+::
+
+    ChatplateError
+     ├── InputError (ValueError)          bad arguments or data passed to a call
+     │    ├── ConversationError           the conversation or one of its messages (index, field)
+     │    ├── ToolSchemaError             a Python function that cannot become a tool schema
+     │    └── ContinuationError           continue_final_message cannot be honoured
+     ├── TemplateError                    the template itself failed
+     │    ├── TemplateSyntaxError         does not compile (line, column, excerpt with a caret)
+     │    ├── TemplateRuntimeError        failed while rendering (line)
+     │    │    └── TemplateSecurityError  the sandbox stopped an unsafe operation
+     │    └── TemplateRaisedError         the template called raise_exception(message)
+     ├── SourceError                      a template could not be loaded
+     │    ├── TemplateNotFoundError (LookupError)   nothing found where we looked (looked_for)
+     │    │    └── UnknownBuiltinError    no built-in by that name (suggestions)
+     │    └── CorruptSourceError          a file exists but cannot be read as what it claims (path)
+     └── MissingDependencyError (ImportError)    an optional extra is not installed (extra)
+
+Every error carries its context as attributes (``None`` when unknown) and survives pickling,
+so worker processes can send them back unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ChatplateError",
+    "InputError",
+    "ConversationError",
+    "ToolSchemaError",
+    "ContinuationError",
+    "TemplateError",
+    "TemplateSyntaxError",
+    "TemplateRuntimeError",
+    "TemplateSecurityError",
+    "TemplateRaisedError",
+    "SourceError",
+    "TemplateNotFoundError",
+    "UnknownBuiltinError",
+    "CorruptSourceError",
+    "MissingDependencyError",
+]
+
+
+def _rebuild(cls: type[ChatplateError], message: str, context: dict[str, Any]) -> ChatplateError:
+    return cls(message, **context)
+
+
+class ChatplateError(Exception):
+    """Base class of every error chatplate raises on purpose.
+
+    ``str(error)`` is the complete, human-readable message; the keyword arguments given at
+    construction are kept as attributes so programs can act on them.
+    """
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+        for key, value in context.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.context))
+
+
+class InputError(ChatplateError, ValueError):
+    """An argument or a piece of data passed to chatplate is not acceptable."""
+
+
+class ConversationError(InputError, TypeError):
+    """The conversation is not a non-empty list of message mappings.
+
+    Attributes: ``index`` (message index or ``None``), ``field`` (message key or ``None``).
+    """
+
+    index: int | None = None
+    field: str | None = None
+
+
+class ToolSchemaError(InputError, TypeError):
+    """A tool given as a Python function cannot be converted to a JSON schema.
+
+    Attributes: ``function`` (its name), ``argument`` (the argument at fault, if any).
+    """
+
+    function: str | None = None
+    argument: str | None = None
+
+
+class ContinuationError(InputError):
+    """``continue_final_message`` cannot be applied to this conversation and template."""
+
+    field: str | None = None
+
+
+class TemplateError(ChatplateError):
+    """The template failed to compile or to render.
+
+    Attributes: ``template_name`` (which named template, or the source it came from) and
+    ``lineno`` (1-based template line, when known).
+    """
+
+    template_name: str | None = None
+    lineno: int | None = None
+
+
+class TemplateSyntaxError(TemplateError):
+    """The template is not valid Jinja. ``column`` is 1-based when known; ``excerpt`` shows the
+    offending line with a caret under the column."""
+
+    column: int | None = None
+    excerpt: str | None = None
+
+
+class TemplateRuntimeError(TemplateError):
+    """The template raised an error while rendering (undefined call, bad operand, ...)."""
+
+
+class TemplateSecurityError(TemplateRuntimeError):
+    """The sandbox refused an operation the template attempted."""
+
+
+class TemplateRaisedError(TemplateError):
+    """The template called ``raise_exception(message)``; ``str(error)`` is that message verbatim."""
+
+
+class SourceError(ChatplateError):
+    """A template source could not be loaded. Attribute ``source``: what was asked for."""
+
+    source: str | None = None
+
+
+class TemplateNotFoundError(SourceError, LookupError):
+    """No chat template was found. ``looked_for`` lists the places that were searched."""
+
+    looked_for: list[str] | None = None
+
+
+class UnknownBuiltinError(TemplateNotFoundError):
+    """No built-in template has this name. ``suggestions`` lists close matches."""
+
+    suggestions: list[str] | None = None
+
+
+class CorruptSourceError(SourceError):
+    """A file was found but cannot be read as a template source. Attribute ``path``."""
+
+    path: str | None = None
+
+
+class MissingDependencyError(ChatplateError, ImportError):
+    """An optional dependency is needed. ``extra`` names the ``pip install chatplate[extra]``."""
+
+    extra: str | None = None
+    package: str | None = None

@@ -1,0 +1,287 @@
+"""``ChatTemplate``: a compiled chat template and the render calls on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+from . import engine
+from .errors import ChatplateError, ContinuationError, InputError, TemplateNotFoundError
+from .messages import (
+    REASONING_FIELDS,
+    alias_reasoning,
+    to_plain,
+    validate_conversation,
+    validate_documents,
+)
+from .tools import to_tool_schemas
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["ChatTemplate", "RenderResult"]
+
+# Appended to the text being continued, then cut off again; the same tag as the reference, so
+# templates that inspect the message see exactly what they would see there.
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+Tool = Mapping[str, Any] | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """A rendered prompt and where its ``{% generation %}`` blocks landed.
+
+    ``generation_spans`` are half-open ``(start, end)`` offsets into ``text``, one per generation
+    block the template executed, exactly as transformers reports them.
+    """
+
+    text: str
+    generation_spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+class ChatTemplate:
+    """A chat template, compiled once, rendering conversations exactly as transformers does.
+
+    ``source`` is the Jinja text, or a mapping of names to Jinja texts (named templates: the one
+    called ``tool_use`` is picked when ``tools`` are given, ``default`` otherwise).
+
+    >>> t = ChatTemplate("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}")
+    >>> t.render([{"role": "user", "content": "Hi"}])
+    '<user>Hi'
+    """
+
+    def __init__(
+        self,
+        source: str | Mapping[str, str],
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        *,
+        special_tokens: Mapping[str, str] | None = None,
+        origin: str | None = None,
+    ) -> None:
+        if isinstance(source, str):
+            templates = {"default": source}
+        elif isinstance(source, Mapping) and source:
+            templates = dict(source)
+        else:
+            raise InputError(
+                f"ChatTemplate: expected the template text or a mapping of names to template texts, "
+                f"got {type(source).__name__}"
+            )
+        for name, text in templates.items():
+            if not isinstance(text, str):
+                raise InputError(f"ChatTemplate: template {name!r} must be a string, got {type(text).__name__}")
+        self.templates: dict[str, str] = templates
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.special_tokens: dict[str, str] = dict(special_tokens or {})
+        self.origin = origin
+        self._compiled = {
+            name: engine.compile_template(text, self._label(name)) for name, text in templates.items()
+        }
+
+    @property
+    def source(self) -> str:
+        """The Jinja text used when no tools are given (the ``default`` template)."""
+        return self.templates[self._pick(None)]
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.templates)
+        origin = f", origin={self.origin!r}" if self.origin else ""
+        return f"ChatTemplate(templates=[{names}]{origin})"
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Tool] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        now: datetime | None = None,
+        **variables: Any,
+    ) -> str:
+        """Render ``messages`` to the prompt string, byte for byte as transformers'
+        ``apply_chat_template(..., tokenize=False)`` would.
+
+        ``continue_final_message`` leaves the last message open (``True`` continues ``content``;
+        a string names the field, e.g. ``"reasoning_content"``). ``now`` fixes the time
+        ``strftime_now`` reports. Extra keyword arguments become template variables and override
+        ``bos_token``/``eos_token``.
+
+        >>> t = ChatTemplate("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}", bos_token="<s>")
+        >>> t.render([{"role": "user", "content": "Hi"}])
+        '<s>Hi'
+        """
+        return self._render(
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False
+        ).text
+
+    def render_spans(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Tool] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        now: datetime | None = None,
+        **variables: Any,
+    ) -> RenderResult:
+        """Like :meth:`render`, also returning the ``{% generation %}`` spans.
+
+        >>> t = ChatTemplate("{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration %}{% endfor %}")
+        >>> t.render_spans([{"role": "assistant", "content": "Hi"}]).generation_spans
+        [(0, 2)]
+        """
+        return self._render(
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True
+        )
+
+    def save(self, directory: str | PathLike[str]) -> list[Path]:
+        """Write the templates as transformers 5 does (``chat_template.jinja`` and
+        ``additional_chat_templates/NAME.jinja``), keeping the rest of ``tokenizer_config.json``.
+
+        >>> ChatTemplate("{{ messages[0].content }}").save("my-model")  # doctest: +SKIP
+        [PosixPath('my-model/chat_template.jinja')]
+        """
+        from .sources.model_dir import save_templates
+
+        return save_templates(self, directory)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _label(self, name: str) -> str:
+        label = self.origin or "chat template"
+        return label if len(self.templates) == 1 else f"{label} [{name}]"
+
+    def _pick(self, tools: Any) -> str:
+        if tools is not None and "tool_use" in self.templates:
+            return "tool_use"
+        if "default" in self.templates:
+            return "default"
+        raise TemplateNotFoundError(
+            "this model has several chat templates and none is called 'default': choose one with "
+            f"chatplate.load(source, name=...); available: {sorted(self.templates)}",
+            source=self.origin,
+            looked_for=sorted(self.templates),
+        )
+
+    def _variables(self, variables: dict[str, Any]) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(self.special_tokens)
+        if self.bos_token is not None:
+            merged["bos_token"] = self.bos_token
+        if self.eos_token is not None:
+            merged["eos_token"] = self.eos_token
+        merged.update(variables)
+        return merged
+
+    def _render(
+        self,
+        messages: Any,
+        tools: Any,
+        documents: Any,
+        add_generation_prompt: bool,
+        continue_final_message: bool | str,
+        now: datetime | None,
+        variables: dict[str, Any],
+        with_spans: bool,
+    ) -> RenderResult:
+        # Validate, then normalise, then render: the same steps, in the same order, as the
+        # reference, so the same inputs fail and the same inputs render.
+        name = self._pick(tools)
+        chat = validate_conversation(messages)
+        if continue_final_message and add_generation_prompt:
+            raise InputError(
+                "continue_final_message and add_generation_prompt cannot be used together: continue the "
+                "final message, or add a prompt for a new assistant message, not both"
+            )
+        if continue_final_message and with_spans:
+            raise InputError("continue_final_message cannot be combined with generation spans")
+        if now is not None and not isinstance(now, datetime):
+            raise InputError(f"now: expected a datetime.datetime, got {type(now).__name__}")
+        tool_schemas = to_tool_schemas(tools)
+        validate_documents(documents)
+        template_vars = to_plain(self._variables(variables))
+        template_vars["messages"] = chat = alias_reasoning(to_plain(chat))
+        template_vars["tools"] = to_plain(tool_schemas)
+        template_vars["documents"] = to_plain(documents)
+        template_vars["add_generation_prompt"] = add_generation_prompt
+
+        source = self.templates[name]
+        continued = _open_final_message(chat, continue_final_message, source) if continue_final_message else None
+
+        compiled = self._compiled[name]
+        try:
+            if with_spans:
+                text, spans = engine.render_with_spans(compiled, template_vars, now)
+            else:
+                text, spans = engine.render(compiled, template_vars, now), []
+        except ChatplateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
+            raise engine.translate_runtime_error(exc, self._label(name)) from exc
+
+        if continued is not None:
+            text = _close_final_message(text, continued)
+        return RenderResult(text, spans)
+
+
+def _open_final_message(chat: list[Any], continue_final_message: bool | str, source: str) -> str:
+    """Tag the text to continue (in place) and return that text, as the reference does."""
+    field_name = continue_final_message if isinstance(continue_final_message, str) else "content"
+    final = chat[-1]
+    value = final.get(field_name)
+    if value is None:
+        raise ContinuationError(
+            f"continue_final_message: the final message has no {field_name!r} to continue",
+            field=field_name,
+        )
+    fields = [field_name]
+    if field_name in REASONING_FIELDS:
+        # Reasoning is copied under several names; tag every copy, accept whichever the template reads.
+        fields = [name for name in REASONING_FIELDS if final.get(name) == value]
+    if not any(name in source for name in fields):
+        raise ContinuationError(
+            f"continue_final_message: the template never reads the field {field_name!r}, so it cannot be continued",
+            field=field_name,
+        )
+    try:
+        if isinstance(value, (list, tuple)):
+            for part in reversed(value):
+                if "text" in part:
+                    text = part["text"]
+                    part["text"] = part["text"] + _CONTINUE_TAG
+                    return text
+            raise ContinuationError(
+                "continue_final_message: the final message has no text part to continue", field=field_name
+            )
+        for name in fields:
+            final[name] = final[name] + _CONTINUE_TAG
+    except (TypeError, KeyError) as exc:
+        raise ContinuationError(
+            f"continue_final_message: cannot append to the final message's {field_name!r}: {exc}", field=field_name
+        ) from exc
+    return value
+
+
+def _close_final_message(text: str, continued: Any) -> str:
+    tag = _CONTINUE_TAG.strip()
+    try:
+        present = continued.strip() in text and tag in text
+    except (AttributeError, TypeError) as exc:
+        raise ContinuationError(f"continue_final_message: the text to continue is not a string: {exc}") from exc
+    if not present:
+        raise ContinuationError(
+            "continue_final_message: the final message does not appear in the rendered prompt; this template "
+            "drops or rewrites part of it, so it cannot be continued"
+        )
+    cut = text.rindex(tag)
+    if text[cut : cut + len(_CONTINUE_TAG)] == _CONTINUE_TAG:
+        return text[:cut]
+    # The template trimmed the space after the tag, so it trims the message's trailing spacing too.
+    return text[:cut].rstrip()
