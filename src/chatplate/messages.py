@@ -69,9 +69,11 @@ def is_pair_history(data: Any) -> bool:
 
 
 def validate_conversation(conversation: Any) -> list[Message]:
-    """Check the conversation's shape and return it with null top-level keys dropped.
+    """Check the conversation's shape; return a plain copy with null top-level keys dropped.
 
-    The result holds new message dicts; values are still the caller's objects.
+    The copy is made of plain values (see :func:`to_plain`), so the caller's messages are never
+    touched by what happens later; dropping and copying share one pass because this runs on
+    every render.
 
     >>> validate_conversation([{"role": "user", "content": "hi", "name": None}])
     [{'role': 'user', 'content': 'hi'}]
@@ -98,7 +100,13 @@ def validate_conversation(conversation: Any) -> list[Message]:
                 index=index,
             )
         # The reference drops null keys: OpenAI-style `content=None` must not render as "None".
-        cleaned.append({key: value for key, value in items() if value is not None})
+        cleaned.append(
+            {
+                (k if type(k) in _SCALARS else to_plain(k)): (v if type(v) in _SCALARS else to_plain(v))
+                for k, v in items()
+                if v is not None
+            }
+        )
     return cleaned
 
 

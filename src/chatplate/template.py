@@ -207,7 +207,7 @@ class ChatTemplate:
         tool_schemas = to_tool_schemas(tools)
         validate_documents(documents)
         template_vars = to_plain(self._variables(variables))
-        template_vars["messages"] = chat = alias_reasoning(to_plain(chat))
+        template_vars["messages"] = chat = alias_reasoning(chat)
         template_vars["tools"] = to_plain(tool_schemas)
         template_vars["documents"] = to_plain(documents)
         template_vars["add_generation_prompt"] = add_generation_prompt

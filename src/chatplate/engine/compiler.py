@@ -39,6 +39,9 @@ def compile_template(source: str, template_name: str | None = None) -> jinja2.Te
         compiled = ENVIRONMENT.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax_error(source, exc, template_name) from None
+    # jinja2 keeps globals as a ChainMap over the environment's, re-flattened on every render;
+    # ours never change after start-up, so flatten once.
+    compiled.globals = dict(compiled.globals)
     with _cache_lock:
         _cache[source] = compiled
         if len(_cache) > _CACHE_SIZE:

@@ -8,6 +8,7 @@ compiled template can serve many threads and frozen clocks at once.
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import datetime
@@ -118,9 +119,128 @@ class _TemplateNamespace(jinja2.utils.Namespace):
             )
 
 
+# The exact builtin types templates mostly touch. Their instances have no __dict__ and their
+# classes cannot change, so whether `obj.attr` exists and whether the sandbox allows it depends
+# only on (type, attr): the verdict can be computed once and reused for every render.
+_PLAIN_TYPES = frozenset((str, dict, list, tuple, int, float, bool, type(None)))
+_MISSING, _SAFE, _SLOW = 0, 1, 2
+_BuiltinMethod = type("".strip)
+_METHOD_TYPES = (_BuiltinMethod, types.MethodType)
+
+
+class ChatSandbox(ImmutableSandboxedEnvironment):
+    """``ImmutableSandboxedEnvironment`` with cached verdicts for plain builtin types.
+
+    Every decision is the one the parent class makes; only the work of reaching it is cached.
+    Anything unusual (a ``str.format`` method, an unsafe attribute, any other type) takes the
+    parent's own path, so errors and ``Undefined`` objects are the parent's too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._verdicts: dict[tuple[type, str], int] = {}
+        self._plain_callables: dict[int, Any] | None = None
+
+    def _plain_callable(self, obj: Any) -> bool:
+        """True for our own globals that the parent would call as they are (safe, no context)."""
+        known = self._plain_callables
+        if known is None:
+            known = self._plain_callables = {
+                id(value): value
+                for value in self.globals.values()
+                if callable(value)
+                and self.is_safe_callable(value)
+                and getattr(value, "jinja_pass_arg", None) is None
+                and getattr(getattr(value, "__call__", None), "jinja_pass_arg", None) is None
+            }
+        return known.get(id(obj)) is obj
+
+    def _verdict(self, kind: type, attribute: str) -> int:
+        key = (kind, attribute)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            sample = kind()
+            if not hasattr(sample, attribute):
+                verdict = _MISSING
+            else:
+                value = getattr(sample, attribute)
+                safe = self.is_safe_attribute(sample, attribute, value) and self.wrap_str_format(value) is None
+                verdict = _SAFE if safe else _SLOW
+            self._verdicts[key] = verdict
+        return verdict
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        kind = type(obj)
+        if kind in _PLAIN_TYPES and type(attribute) is str:
+            verdict = self._verdict(kind, attribute)
+            if verdict == _SAFE:
+                return getattr(obj, attribute)
+            if verdict == _MISSING:
+                if kind is dict:
+                    try:
+                        return obj[attribute]
+                    except (TypeError, LookupError):
+                        pass
+                return self.undefined(obj=obj, name=attribute)
+        elif kind in _OPEN_TYPES and type(attribute) is str and attribute[:1] != "_":
+            # `loop.*` and namespace attributes: for these classes the parent allows any
+            # name without a leading underscore; only a bound str.format needs its wrapper.
+            try:
+                value = getattr(obj, attribute)
+            except AttributeError:
+                pass
+            else:
+                if not isinstance(value, _METHOD_TYPES):
+                    return value
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        kind = type(obj)
+        if kind is str and type(argument) is str:
+            # Indexing a string with a string always fails; skip straight to the fallback.
+            if self._verdict(str, argument) == _MISSING:
+                return self.undefined(obj=obj, name=argument)
+        elif kind in _PLAIN_TYPES:
+            try:
+                return obj[argument]
+            except (TypeError, LookupError):
+                # The parent falls back to an attribute of that name; for a name the type
+                # does not have, that ends in Undefined without raising anything.
+                if type(argument) is str and self._verdict(kind, argument) == _MISSING:
+                    return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        # Builtin methods of plain values (str.strip, dict.items, ...), macros and our own
+        # globals are never unsafe, and their context needs are fixed (macros take the eval
+        # context), so the parent's checks would always end in the same direct call.
+        kind = type(__obj)
+        if kind is _BuiltinMethod and type(__obj.__self__) in _PLAIN_TYPES:
+            prefix: tuple[Any, ...] = ()
+        elif kind is jinja2.runtime.Macro:
+            prefix = (__context.eval_ctx,)
+        elif __self._plain_callable(__obj):
+            prefix = ()
+        else:
+            return super().call(__context, __obj, *args, **kwargs)
+        kwargs.pop("_block_vars", None)
+        kwargs.pop("_loop_vars", None)
+        try:
+            return __obj(*prefix, *args, **kwargs)
+        except StopIteration:
+            return __context.environment.undefined(
+                "value was undefined because a callable raised a StopIteration exception"
+            )
+
+
+# Classes that are neither callables, types, frames nor mutable containers, for which the
+# parent's is_safe_attribute therefore reduces to "no leading underscore".
+_OPEN_TYPES = frozenset((jinja2.runtime.LoopContext, _TemplateNamespace))
+
+
 def build_environment() -> ImmutableSandboxedEnvironment:
     """The sandboxed environment every chat template is compiled in."""
-    env = ImmutableSandboxedEnvironment(
+    env = ChatSandbox(
         trim_blocks=True,
         lstrip_blocks=True,
         extensions=[GenerationExtension, jinja2.ext.loopcontrols],

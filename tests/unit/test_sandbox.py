@@ -1,0 +1,95 @@
+"""The engine's sandbox fast paths decide exactly what jinja2's own sandbox decides."""
+
+from __future__ import annotations
+
+import jinja2
+import jinja2.ext
+import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from chatplate.engine.environment import ENVIRONMENT, GenerationExtension
+
+# The stock sandbox with the same options, globals and filters: our reference for safety decisions.
+STOCK = ImmutableSandboxedEnvironment(
+    trim_blocks=True, lstrip_blocks=True, extensions=[GenerationExtension, jinja2.ext.loopcontrols]
+)
+STOCK.filters.update(ENVIRONMENT.filters)
+STOCK.globals.update({k: v for k, v in ENVIRONMENT.globals.items() if k != "range"})
+
+EXPRESSIONS = [
+    "{{ m.content }}",
+    "{{ m['content'] }}",
+    "{{ m.missing is defined }}",
+    "{{ m['missing'] is defined }}",
+    "{{ m.items }}",
+    "{{ m.items() | list }}",
+    "{{ m.get('content') }}",
+    "{{ m.update({'x': 1}) }}",
+    "{{ m.pop('content') }}",
+    "{{ m.clear }}",
+    "{{ m.keys | string }}",
+    "{{ d.items }}",
+    "{{ d['items'] }}",
+    "{{ s.upper() }}",
+    "{{ s['upper'] }}",
+    "{{ s['nope'] is defined }}",
+    "{{ s['nope'] }}",
+    "{{ s.nope is defined }}",
+    "{{ s[0] }}{{ s[1:] }}{{ s[-1] }}",
+    "{{ s.format(1) }}",
+    "{{ s.format_map({}) }}",
+    "{{ '{0.__class__}'.format(s) }}",
+    "{{ s.__class__ }}",
+    "{{ s.__class__.__mro__ }}",
+    "{{ s._private }}",
+    "{{ l.append(1) }}",
+    "{{ l.index(2) }}",
+    "{{ l.count }}",
+    "{{ l[5] is defined }}",
+    "{{ l['x'] is defined }}",
+    "{{ l.sort() }}",
+    "{{ t.index(1) }}",
+    "{{ n.real }}{{ n.bit_length() }}",
+    "{{ f.is_integer() }}",
+    "{{ b.real }}",
+    "{{ none.x is defined }}",
+    "{% for x in l %}{{ loop.index }}{{ loop.last }}{{ loop.cycle('a', 'b') }}{{ loop._iterator is defined }}{% endfor %}",
+    "{% for x in l %}{{ loop.__class__ }}{% endfor %}",
+    "{% set ns = namespace(a=1) %}{% set ns.a = ns.a + 1 %}{{ ns.a }}{{ ns.b is defined }}",
+    "{% set ns = namespace(f=s.format) %}{{ ns.f('{0.__class__}', s) }}",
+    "{% set ns = namespace(a=1) %}{{ ns.__class__ }}",
+    "{% macro hi(x) %}<{{ x }}>{% endmacro %}{{ hi(1) }}{{ hi(x=2) }}",
+    "{% macro outer() %}[{{ caller() }}]{% endmacro %}{% call outer() %}in{% endcall %}",
+    "{{ dict(a=1) }}{{ dict.fromkeys(['a']) }}",
+    "{{ namespace(_x=1) }}",
+    "{{ raise_exception('boom') }}",
+    "{{ range(3) | list }}",
+    "{{ s.split(',') | map('trim') | join('|') }}",
+    "{{ m | tojson }}",
+    "{{ (s ~ '').__len__() }}",
+    "{{ cycler(1,2).next() }}",
+]
+
+DATA = {
+    "m": {"role": "user", "content": "hi", "keys": "shadow"},
+    "d": {"items": "a-key-named-items"},
+    "s": "a, b ,c",
+    "l": [1, 2, 3],
+    "t": (1, 2),
+    "n": 7,
+    "f": 2.0,
+    "b": True,
+    "none": None,
+}
+
+
+def outcome(env: jinja2.Environment, source: str) -> tuple[str, str]:
+    try:
+        return "ok", env.from_string(source).render(DATA)
+    except Exception as exc:  # noqa: BLE001 - comparing whatever each side raises
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("source", EXPRESSIONS)
+def test_same_decision_as_stock_sandbox(source: str) -> None:
+    assert outcome(ENVIRONMENT, source) == outcome(STOCK, source)
