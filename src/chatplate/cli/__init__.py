@@ -1,0 +1,47 @@
+"""The ``chatplate`` command line. typer and rich are imported only here (extra ``[cli]``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from ..errors import ChatplateError, TemplateSyntaxError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return its exit status (0 ok, 1 failure, 2 usage).
+
+    Known errors become one line on stderr; set ``CHATPLATE_DEBUG=1`` for the traceback.
+    """
+    try:
+        from .app import build_app
+    except ImportError as exc:
+        print(
+            f"chatplate: the command line needs the 'cli' extra ({exc.name} is missing): "
+            "pip install 'chatplate[cli]'",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        # Standalone mode: typer itself reports usage errors (exit 2) and --help (exit 0).
+        build_app()(args=argv, prog_name="chatplate")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (ChatplateError, OSError) as exc:
+        if os.environ.get("CHATPLATE_DEBUG"):
+            traceback.print_exc()
+        print(f"chatplate: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if isinstance(exc, TemplateSyntaxError):
+        return lines[0]  # the excerpt and caret only make sense on their own lines
+    return " ".join(lines)

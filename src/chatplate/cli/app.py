@@ -1,0 +1,155 @@
+"""The typer application: one function per command, sharing the render options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from ..sources.registry import DEFAULT_BUILTIN, list_builtins
+from ..template import ChatTemplate
+from .inputs import Request, load_template, parse_now, parse_variables, read_request, render_request
+
+FileArg = Annotated[str, typer.Argument(help="Conversation JSON file, or - for stdin.", show_default=True)]
+TemplateOpt = Annotated[
+    str,
+    typer.Option(
+        "--template",
+        "-t",
+        help="Built-in name, .jinja file, model directory, tokenizer_config.json, .gguf file or hub id.",
+    ),
+]
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="Pick one of a model's named templates (e.g. tool_use).")]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
+GenOpt = Annotated[bool, typer.Option("--add-generation-prompt", help="End with the prompt for a new assistant turn.")]
+ContinueOpt = Annotated[
+    bool, typer.Option("--continue-final-message", help="Leave the final message open for the model to continue.")
+]
+ContinueFieldOpt = Annotated[
+    Optional[str],
+    typer.Option("--continue-field", help="Continue this field of the final message (e.g. reasoning_content)."),
+]
+ToolsOpt = Annotated[Optional[str], typer.Option("--tools", help="JSON file with a list of tool schemas.")]
+DocumentsOpt = Annotated[Optional[str], typer.Option("--documents", help="JSON file with a list of documents.")]
+VarOpt = Annotated[
+    Optional[list[str]], typer.Option("--var", help="Template variable as KEY=JSON (repeatable), e.g. enable_thinking=false.")
+]
+NowOpt = Annotated[Optional[str], typer.Option("--now", help="Time strftime_now reports, ISO 8601 (default: now).")]
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="chatplate",
+        help="Render chat conversations exactly as a model's chat template does.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    def _prompt(
+        file: str,
+        template: str,
+        name: str | None,
+        revision: str | None,
+        add_generation_prompt: bool,
+        continue_final_message: bool,
+        continue_field: str | None,
+        tools: str | None,
+        documents: str | None,
+        var: list[str] | None,
+        now: str | None,
+    ) -> tuple[str, ChatTemplate, Request]:
+        # Options first: a usage mistake should not wait for (or consume) stdin.
+        when = parse_now(now)
+        variables = parse_variables(var or [])
+        request = read_request(file, tools, documents, variables)
+        chat_template = load_template(template, name, revision)
+        continuation: bool | str = continue_field or continue_final_message
+        text = render_request(
+            chat_template,
+            request,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continuation,
+            now=when,
+        )
+        return text, chat_template, request
+
+    @app.command()
+    def render(
+        file: FileArg = "-",
+        template: TemplateOpt = DEFAULT_BUILTIN,
+        name: NameOpt = None,
+        revision: RevisionOpt = None,
+        add_generation_prompt: GenOpt = False,
+        continue_final_message: ContinueOpt = False,
+        continue_field: ContinueFieldOpt = None,
+        tools: ToolsOpt = None,
+        documents: DocumentsOpt = None,
+        var: VarOpt = None,
+        now: NowOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help='Print {"text": ...} instead of the raw prompt.')] = False,
+    ) -> None:
+        """Print the prompt exactly as the template renders it (no added newline)."""
+        text, _, _ = _prompt(
+            file, template, name, revision, add_generation_prompt, continue_final_message, continue_field,
+            tools, documents, var, now,
+        )
+        sys.stdout.write(json.dumps({"text": text}, ensure_ascii=False) + "\n" if as_json else text)
+        sys.stdout.flush()
+
+    @app.command()
+    def show(
+        file: FileArg = "-",
+        template: TemplateOpt = DEFAULT_BUILTIN,
+        name: NameOpt = None,
+        revision: RevisionOpt = None,
+        add_generation_prompt: GenOpt = False,
+        continue_final_message: ContinueOpt = False,
+        continue_field: ContinueFieldOpt = None,
+        tools: ToolsOpt = None,
+        documents: DocumentsOpt = None,
+        var: VarOpt = None,
+        now: NowOpt = None,
+    ) -> None:
+        """Show the prompt for a person: roles in colour, control tokens marked, whitespace visible."""
+        from rich.console import Console
+
+        from .view import prompt_view
+
+        text, chat_template, request = _prompt(
+            file, template, name, revision, add_generation_prompt, continue_final_message, continue_field,
+            tools, documents, var, now,
+        )
+        Console(highlight=False).print(prompt_view(text, request.messages, chat_template))
+
+    @app.command("list")
+    def list_command(
+        as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+    ) -> None:
+        """List the built-in templates."""
+        builtins = list_builtins()
+        if as_json:
+            rows = [
+                {"name": b.name, "description": b.description, "bos_token": b.bos_token, "eos_token": b.eos_token}
+                for b in builtins
+            ]
+            sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+            return
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="built-in chat templates", title_justify="left")
+        table.add_column("name", style="bold cyan", no_wrap=True)
+        table.add_column("bos")
+        table.add_column("eos")
+        table.add_column("description")
+        for b in builtins:
+            default = " (default)" if b.name == DEFAULT_BUILTIN else ""
+            # Text, not markup: tokens such as "[/INST]" would read as rich closing tags.
+            table.add_row(*(Text(cell) for cell in (b.name + default, b.bos_token or "", b.eos_token or "", b.description)))
+        Console(highlight=False).print(table)
+
+    return app

@@ -1,0 +1,123 @@
+"""Reading what the commands render: a conversation file (or stdin) and the render options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..messages import is_pair_history, messages_from_pairs
+from ..sources import load
+from ..template import ChatTemplate
+
+SHAPES = 'a list of messages, {"messages": [...], "tools": [...], "documents": [...]}, or a pair history [[user, assistant], ...]'
+
+
+@dataclass
+class Request:
+    """Everything one render needs, gathered from the input file and the options."""
+
+    messages: list[dict[str, Any]]
+    tools: list[Any] | None = None
+    documents: list[Any] | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def read_json(path: str, what: str) -> Any:
+    """Parse JSON from a file, or from stdin for ``-``; errors name the file, line and column."""
+    label = "<stdin>" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {label}", path=label) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {label}: {exc}", path=label) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{label}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=label
+        ) from exc
+
+
+def read_request(
+    path: str, tools_file: str | None, documents_file: str | None, variables: dict[str, Any]
+) -> Request:
+    """Read the conversation and merge in ``--tools``, ``--documents`` and parsed ``--var`` options."""
+    data = read_json(path, "conversation")
+    label = "<stdin>" if path == "-" else path
+    if isinstance(data, dict) and "messages" in data:
+        request = Request(messages=data["messages"], tools=data.get("tools"), documents=data.get("documents"))
+    elif is_pair_history(data):
+        request = Request(messages=messages_from_pairs(data))
+    elif isinstance(data, list):
+        request = Request(messages=data)
+    else:
+        raise InputError(f"{label}: expected {SHAPES}, got {type(data).__name__}", path=label)
+    if tools_file is not None:
+        request.tools = read_json(tools_file, "tools")
+    if documents_file is not None:
+        request.documents = read_json(documents_file, "documents")
+    request.variables = variables
+    return request
+
+
+def parse_variables(assignments: list[str]) -> dict[str, Any]:
+    """``KEY=JSON`` pairs to a dict: ``enable_thinking=false`` -> ``{"enable_thinking": False}``."""
+    import typer
+
+    variables: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"{item!r}: expected KEY=JSON, e.g. enable_thinking=false", param_hint="--var")
+        try:
+            variables[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            raise typer.BadParameter(
+                f"{item!r}: the value must be JSON (true, 3, \"text\", [..]); quote strings: {key}='\"{raw}\"'",
+                param_hint="--var",
+            ) from None
+    return variables
+
+
+def parse_now(value: str | None) -> datetime | None:
+    """``--now`` as an ISO 8601 timestamp."""
+    import typer
+
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time such as 2024-07-26T12:00:00", param_hint="--now") from None
+
+
+def render_request(
+    template: ChatTemplate,
+    request: Request,
+    *,
+    add_generation_prompt: bool,
+    continue_final_message: bool | str,
+    now: datetime | None,
+) -> str:
+    return template.render(
+        request.messages,
+        tools=request.tools,
+        documents=request.documents,
+        add_generation_prompt=add_generation_prompt,
+        continue_final_message=continue_final_message,
+        now=now,
+        **request.variables,
+    )
+
+
+def load_template(source: str, name: str | None, revision: str | None) -> ChatTemplate:
+    kwargs: dict[str, Any] = {"name": name}
+    if revision is not None:
+        kwargs["revision"] = revision
+    return load(source, **kwargs)

@@ -1,0 +1,117 @@
+"""A rendered prompt made readable: message text coloured by role, control tokens marked,
+whitespace made visible."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+
+from ..template import ChatTemplate
+
+ROLE_STYLES = {
+    "system": "magenta",
+    "user": "green",
+    "assistant": "cyan",
+    "tool": "yellow",
+    "ipython": "yellow",
+    "function": "yellow",
+    "developer": "magenta",
+}
+CONTROL_STYLE = "bold white on blue"
+TEMPLATE_STYLE = "dim"
+
+# Shapes control tokens take across families: <|im_start|>, <｜User｜>, [INST], <<SYS>>, <s>,
+# <start_of_turn>, <BOS_TOKEN>, [|endofturn|].
+_CONTROL_SHAPES = [
+    r"<\|[^|\s<>]{1,40}\|>",
+    r"<\uff5c[^\uff5c\n]{1,40}\uff5c>",
+    r"\[/?[A-Z][A-Z_]{1,30}\]",
+    r"<</?SYS>>",
+    r"</?s>",
+    r"<(?:start|end)_of_turn>",
+    r"<[A-Z][A-Z_]{2,40}>",
+    r"\[\|[a-z_]{2,30}\|\]",
+]
+
+
+def control_token_pattern(template: ChatTemplate) -> re.Pattern[str]:
+    """A regex for the template's own special tokens plus the usual control-token shapes."""
+    tokens = [t for t in (template.bos_token, template.eos_token, *template.special_tokens.values()) if isinstance(t, str) and t]
+    exact = [re.escape(t) for t in sorted(set(tokens), key=len, reverse=True)]
+    return re.compile("|".join(exact + _CONTROL_SHAPES))
+
+
+def message_spans(text: str, messages: Iterable[Any]) -> list[tuple[int, int, str]]:
+    """Where each message's text shows up in the prompt, searched in order: (start, end, role)."""
+    spans = []
+    cursor = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role", ""))
+        for piece in _texts(message):
+            piece = piece.strip()
+            if not piece:
+                continue
+            found = text.find(piece, cursor)
+            if found >= 0:
+                spans.append((found, found + len(piece), role))
+                cursor = found + len(piece)
+    return spans
+
+
+def _texts(message: dict[str, Any]) -> list[str]:
+    pieces = []
+    for key in ("reasoning_content", "thinking", "reasoning", "content"):
+        value = message.get(key)
+        if isinstance(value, str):
+            pieces.append(value)
+        elif isinstance(value, list):
+            pieces.extend(p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return pieces
+
+
+def prompt_view(text: str, messages: Iterable[Any], template: ChatTemplate) -> Text:
+    """The prompt as rich ``Text``: ``↵`` ends each line, ``·`` marks spaces at line edges,
+    ``⇥`` tabs; template text is dim, message text is coloured by role, control tokens stand out.
+    """
+    styles: list[str] = [TEMPLATE_STYLE] * len(text)
+    for start, end, role in message_spans(text, messages):
+        styles[start:end] = [ROLE_STYLES.get(role, "white")] * (end - start)
+    for match in control_token_pattern(template).finditer(text):
+        styles[match.start() : match.end()] = [CONTROL_STYLE] * (match.end() - match.start())
+
+    out = Text()
+    edge = _edge_spaces(text)
+    for index, char in enumerate(text):
+        style = styles[index]
+        if char == "\n":
+            out.append("↵", style="bold red")
+            out.append("\n")
+        elif char == "\t":
+            out.append("⇥", style="bold red")
+        elif char == " " and index in edge:
+            out.append("·", style="bold red")
+        else:
+            out.append(char, style=style)
+    legend = Text("\n\n")
+    legend.append("legend: ", style="bold")
+    legend.append("template text", style=TEMPLATE_STYLE)
+    for role in ("system", "user", "assistant", "tool"):
+        legend.append("  ")
+        legend.append(role, style=ROLE_STYLES[role])
+    legend.append("  ")
+    legend.append("control token", style=CONTROL_STYLE)
+    legend.append("  ↵ newline  · edge space  ⇥ tab", style="bold red")
+    return out + legend
+
+
+def _edge_spaces(text: str) -> set[int]:
+    """Indices of spaces that start or end a line, the ones a reader cannot see."""
+    edge: set[int] = set()
+    for match in re.finditer(r"(?m)^ +| +$", text):
+        edge.update(range(match.start(), match.end()))
+    return edge
