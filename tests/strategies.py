@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import strategies as st
@@ -27,12 +28,26 @@ WEATHER_TOOL = {
 
 
 @st.composite
+def part(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["text", "text", "image", "image_url"]))
+    if kind == "text":
+        return {"type": "text", "text": draw(text)}
+    if kind == "image":
+        return {"type": "image"}
+    return {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+
+
+@st.composite
 def content(draw: st.DrawFn) -> Any:
-    kind = draw(st.sampled_from(["text", "text", "text", "parts", "none"]))
+    kind = draw(st.sampled_from(["text", "text", "text", "parts", "none", "empty", "number"]))
     if kind == "parts":
-        return [{"type": "text", "text": draw(text)} for _ in range(draw(st.integers(1, 2)))]
+        return [draw(part()) for _ in range(draw(st.integers(1, 3)))]
     if kind == "none":
         return None
+    if kind == "empty":
+        return ""
+    if kind == "number":
+        return draw(st.integers(-5, 5))
     return draw(text)
 
 
@@ -42,13 +57,13 @@ def assistant_message(draw: st.DrawFn, tool_call: bool) -> dict[str, Any]:
     if draw(st.booleans()) and draw(st.booleans()):
         message["reasoning_content"] = draw(text)
     if tool_call:
-        message["tool_calls"] = [
-            {
-                "type": "function",
-                "id": "call_1",
-                "function": {"name": "get_weather", "arguments": {"city": draw(text)}},
-            }
-        ]
+        arguments: Any = {"city": draw(text)}
+        if draw(st.booleans()):
+            arguments = json.dumps(arguments)  # OpenAI sends arguments as a JSON string
+        call = {"type": "function", "id": "call_1", "function": {"name": "get_weather", "arguments": arguments}}
+        message["tool_calls"] = [call] * draw(st.integers(1, 2))
+    if draw(st.integers(0, 5)) == 0:
+        message["name"] = "helper"
     return message
 
 
@@ -58,12 +73,17 @@ def conversations(draw: st.DrawFn, allow_tools: bool = True) -> list[dict[str, A
     if draw(st.booleans()):
         messages.append({"role": "system", "content": draw(text)})
     for _ in range(draw(st.integers(1, 3))):
-        messages.append({"role": "user", "content": draw(content())})
+        role = draw(st.sampled_from(["user"] * 8 + ["developer", "ipython", "system"]))
+        messages.append({"role": role, "content": draw(content())})
         if allow_tools and draw(st.integers(0, 4)) == 0:
             messages.append(draw(assistant_message(tool_call=True)))
-            messages.append({"role": "tool", "content": draw(text), "tool_call_id": "call_1"})
-        messages.append(draw(assistant_message(tool_call=False)))
-    if draw(st.booleans()):
+            tool_result: dict[str, Any] = {"role": "tool", "content": draw(text), "tool_call_id": "call_1"}
+            if draw(st.booleans()):
+                tool_result["name"] = "get_weather"
+            messages.append(tool_result)
+        if draw(st.integers(0, 6)) > 0:  # now and then two turns in a row from the same side
+            messages.append(draw(assistant_message(tool_call=False)))
+    if draw(st.booleans()) and len(messages) > 1:
         messages.pop()  # end on the user turn (or tool result)
     return messages
 
@@ -77,4 +97,6 @@ def render_options(draw: st.DrawFn) -> dict[str, Any]:
         options["tools"] = [WEATHER_TOOL]
     if draw(st.integers(0, 3)) == 0:
         options["enable_thinking"] = draw(st.booleans())
+    if draw(st.integers(0, 5)) == 0:
+        options["documents"] = [{"title": "Doc", "text": draw(text)}]
     return options

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from tests.reference import reference_render
 from tests.strategies import conversations, render_options
 
 NOW = datetime(2024, 7, 26, 12, 0, 0)
+# Examples per template; raise it for a deeper hunt (CHATPLATE_EXAMPLES=300 pytest ...).
+EXAMPLES = int(os.environ.get("CHATPLATE_EXAMPLES", "12"))
 
 
 def _templates() -> list[Path]:
@@ -57,7 +60,7 @@ def assert_same(template: str, bos: str | None, eos: str | None, messages: list,
 def test_public_template_matches_transformers(path: Path) -> None:
     doc = json.loads(path.read_text(encoding="utf-8"))
 
-    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(messages=conversations(), options=render_options())
     def check(messages: list, options: dict) -> None:
         assert_same(doc["template"], doc["bos_token"], doc["eos_token"], messages, options)
