@@ -146,7 +146,7 @@ class ChatTemplate:
         """Write the templates as transformers 5 does (``chat_template.jinja`` and
         ``additional_chat_templates/NAME.jinja``), keeping the rest of ``tokenizer_config.json``.
 
-        >>> ChatTemplate("{{ messages[0].content }}").save("my-model")  # doctest: +SKIP
+        ChatTemplate("{{ messages[0].content }}").save("my-model")
         [PosixPath('my-model/chat_template.jinja')]
         """
         from .sources.model_dir import save_templates

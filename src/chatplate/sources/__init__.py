@@ -71,6 +71,10 @@ class Found:
     source: str | None = None
 
 
+# The readers build `Found`, so they are imported once it exists.
+from .model_dir import save_templates  # noqa: E402
+
+
 def load(
     source: SourceLike,
     *,
@@ -89,9 +93,12 @@ def load(
     >>> t = load("{% for m in messages %}{{ m.content }}{% endfor %}")
     >>> t.render([{"role": "user", "content": "Hi"}])
     'Hi'
-    >>> load("path/to/model-dir")               # doctest: +SKIP
-    >>> load("model.gguf")                      # doctest: +SKIP
-    >>> load("Qwen/Qwen2.5-0.5B-Instruct", name="tool_use")   # doctest: +SKIP
+
+    Other sources, for example::
+
+        load("path/to/model-dir")
+        load("model.gguf")
+        load("Qwen/Qwen2.5-0.5B-Instruct", name="tool_use")
     """
     from ..template import ChatTemplate
 
@@ -150,23 +157,6 @@ def load(
         looked_for=unknown.looked_for,
         suggestions=getattr(unknown, "suggestions", None),
     )
-
-
-def save_templates(template: ChatTemplate, directory: str | os.PathLike[str]) -> list[Path]:
-    """Write ``template`` into ``directory`` the way transformers 5 saves chat templates.
-
-    See :func:`chatplate.sources.model_dir.save_templates`.
-
-    >>> from chatplate import ChatTemplate
-    >>> save_templates(ChatTemplate("{{ messages[0].content }}"), "out")   # doctest: +SKIP
-    [PosixPath('out/chat_template.jinja')]
-    """
-    from .model_dir import save_templates as _save
-
-    return _save(template, directory)
-
-
-# -- resolution ------------------------------------------------------------------------------
 
 
 def _read_path(path: Path) -> Found:

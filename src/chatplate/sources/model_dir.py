@@ -67,8 +67,8 @@ def read_model_dir(directory: str | os.PathLike[str], *, origin: str | None = No
     ``templates`` is empty when the directory has none; ``looked_for`` then lists the files
     searched.
 
-    >>> found = read_model_dir("path/to/model")   # doctest: +SKIP
-    >>> sorted(found.templates), found.bos_token   # doctest: +SKIP
+    found = read_model_dir("path/to/model")
+    sorted(found.templates), found.bos_token
     (['default', 'tool_use'], '<s>')
     """
     root = Path(directory)
@@ -131,7 +131,7 @@ def read_json_file(path: str | os.PathLike[str]) -> Found:
 
     Only that file is read (not its neighbours): load the directory for the full picture.
 
-    >>> read_json_file("model/tokenizer_config.json").templates   # doctest: +SKIP
+    read_json_file("model/tokenizer_config.json").templates
     {'default': "{% for message in messages %}..."}
     """
     path = Path(path)
@@ -170,7 +170,7 @@ def read_json_file(path: str | os.PathLike[str]) -> Found:
 def read_template_file(path: str | os.PathLike[str]) -> Found:
     """Read a ``.jinja`` (or any text) file whose whole content is the template.
 
-    >>> read_template_file("chatml.jinja").templates["default"][:14]   # doctest: +SKIP
+    read_template_file("chatml.jinja").templates["default"][:14]
     '{% for message'
     """
     path = Path(path)
@@ -180,7 +180,7 @@ def read_template_file(path: str | os.PathLike[str]) -> Found:
 def read_text(path: Path, origin: str | None = None) -> str:
     """The file's text, decoded as UTF-8 with line endings kept exactly as they are.
 
-    >>> read_text(Path("chat_template.jinja"))   # doctest: +SKIP
+    read_text(Path("chat_template.jinja"))
     '{% for message in messages %}...'
     """
     try:
@@ -367,9 +367,11 @@ def save_templates(template: ChatTemplate, directory: str | os.PathLike[str]) ->
     from an earlier save that are not part of ``template`` are removed, so the directory loads
     back (in chatplate and in transformers) as exactly ``template``. Returns the files written.
 
-    >>> from chatplate import ChatTemplate
-    >>> save_templates(ChatTemplate({"default": "A", "tool_use": "B"}), "out")   # doctest: +SKIP
-    [PosixPath('out/chat_template.jinja'), PosixPath('out/additional_chat_templates/tool_use.jinja')]
+    Example::
+
+        from chatplate import ChatTemplate
+        save_templates(ChatTemplate({"default": "A", "tool_use": "B"}), "out")
+        [PosixPath('out/chat_template.jinja'), PosixPath('out/additional_chat_templates/tool_use.jinja')]
     """
     root = Path(directory)
     if root.exists() and not root.is_dir():
