@@ -21,6 +21,8 @@ Message = dict[str, Any]
 # `thinking` and `reasoning_content`, the names templates read.
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
+_REASONING_KEYS = frozenset(REASONING_FIELDS)
+
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
@@ -78,7 +80,9 @@ def validate_conversation(conversation: Any) -> list[Message]:
     >>> validate_conversation([{"role": "user", "content": "hi", "name": None}])
     [{'role': 'user', 'content': 'hi'}]
     """
-    if isinstance(conversation, (str, bytes, Mapping)) or not isinstance(conversation, Iterable):
+    if type(conversation) is not list and (
+        isinstance(conversation, (str, bytes, Mapping)) or not isinstance(conversation, Iterable)
+    ):
         hint = " (a single message? wrap it in a list)" if isinstance(conversation, Mapping) else ""
         raise ConversationError(
             f"conversation: expected a list of messages, got {_describe(conversation)}{hint}"
@@ -90,8 +94,8 @@ def validate_conversation(conversation: Any) -> list[Message]:
         )
     cleaned = []
     for index, message in enumerate(messages):
-        items = getattr(message, "items", None)
-        if isinstance(message, (str, bytes)) or not callable(items):
+        items = message.items if type(message) is dict else getattr(message, "items", None)
+        if not callable(items) or isinstance(message, (str, bytes)):
             hint = ""
             if index == 0 and isinstance(message, (list, tuple)):
                 hint = " (a batch of conversations? render each one separately)"
@@ -158,7 +162,7 @@ def alias_reasoning(messages: list[Any]) -> list[Any]:
     """
     aliased = []
     for message in messages:
-        if isinstance(message, dict):
+        if isinstance(message, dict) and not _REASONING_KEYS.isdisjoint(message):
             reasoning = next((message[key] for key in REASONING_FIELDS if message.get(key) is not None), None)
             if reasoning is not None:
                 message = {"thinking": reasoning, **message, "reasoning_content": reasoning}

@@ -93,3 +93,27 @@ def outcome(env: jinja2.Environment, source: str) -> tuple[str, str]:
 @pytest.mark.parametrize("source", EXPRESSIONS)
 def test_same_decision_as_stock_sandbox(source: str) -> None:
     assert outcome(ENVIRONMENT, source) == outcome(STOCK, source)
+
+
+FILTER_AND_TEST_EXPRESSIONS = [
+    "{{ l | select('odd') | list }}",
+    "{{ l | reject('equalto', 2) | list }}",
+    "{{ s | select('equalto', 'a') | list }}",
+    "{{ [m, d] | selectattr('role', 'equalto', 'user') | list }}",
+    "{{ [m, d] | selectattr('role') | list }}",
+    "{{ [m, d] | rejectattr('items', 'defined') | list }}",
+    "{{ s.split(',') | map('trim') | list }}",
+    "{{ l | map('string') | join('-') }}",
+    "{{ [s] | map('replace', 'a', 'b') | list }}",
+    "{{ l | map('tojson') | list }}",
+    "{{ l | select('nosuchtest') | list }}",
+    "{{ l | map('nosuchfilter') | list }}",
+    "{{ l | select('in', [1, 3]) | list }}",
+    "{{ [s, 1] | select('string') | list }}",
+    "{{ [m] | map(attribute='content') | map('upper') | list }}",
+]
+
+
+@pytest.mark.parametrize("source", FILTER_AND_TEST_EXPRESSIONS)
+def test_filter_and_test_dispatch_matches_stock(source: str) -> None:
+    assert outcome(ENVIRONMENT, source) == outcome(STOCK, source)

@@ -169,6 +169,37 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
             self._verdicts[key] = verdict
         return verdict
 
+    def call_test(
+        self,
+        name: str,
+        value: Any,
+        args: Any = None,
+        kwargs: Any = None,
+        context: Any = None,
+        eval_ctx: Any = None,
+    ) -> Any:
+        # select/reject/selectattr call tests per item; for tests that take no context the
+        # parent's dispatch always ends in this direct call.
+        func = self.tests.get(name) if type(name) is str else None
+        if func is not None and not hasattr(func, "jinja_pass_arg"):
+            return func(value, *(args if args is not None else ()), **(kwargs if kwargs is not None else {}))
+        return super().call_test(name, value, args, kwargs, context, eval_ctx)
+
+    def call_filter(
+        self,
+        name: str,
+        value: Any,
+        args: Any = None,
+        kwargs: Any = None,
+        context: Any = None,
+        eval_ctx: Any = None,
+    ) -> Any:
+        # map('trim') and friends call filters per item; same shortcut as call_test.
+        func = self.filters.get(name) if type(name) is str else None
+        if func is not None and not hasattr(func, "jinja_pass_arg"):
+            return func(value, *(args if args is not None else ()), **(kwargs if kwargs is not None else {}))
+        return super().call_filter(name, value, args, kwargs, context, eval_ctx)
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
         if kind in _PLAIN_TYPES and type(attribute) is str:
