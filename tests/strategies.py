@@ -92,7 +92,7 @@ def conversations(draw: st.DrawFn, allow_tools: bool = True) -> list[dict[str, A
 def render_options(draw: st.DrawFn) -> dict[str, Any]:
     options: dict[str, Any] = {"add_generation_prompt": draw(st.booleans())}
     if not options["add_generation_prompt"] and draw(st.integers(0, 3)) == 0:
-        options["continue_final_message"] = True
+        options["continue_final_message"] = draw(st.sampled_from([True, True, "reasoning_content", "thinking", "reasoning"]))
     if draw(st.integers(0, 3)) == 0:
         options["tools"] = [WEATHER_TOOL]
     if draw(st.integers(0, 3)) == 0:
