@@ -117,3 +117,12 @@ FILTER_AND_TEST_EXPRESSIONS = [
 @pytest.mark.parametrize("source", FILTER_AND_TEST_EXPRESSIONS)
 def test_filter_and_test_dispatch_matches_stock(source: str) -> None:
     assert outcome(ENVIRONMENT, source) == outcome(STOCK, source)
+
+
+def test_verdict_cache_is_bounded_against_data_driven_names() -> None:
+    from chatplate.engine import environment
+
+    keys = [f"key{i}" for i in range(environment._MAX_VERDICTS + 1000)]
+    template = ENVIRONMENT.from_string("{% for k in keys %}{{ s[k] is defined }}{% endfor %}")
+    assert template.render(keys=keys, s="text") == "False" * len(keys)
+    assert len(ENVIRONMENT._verdicts) <= environment._MAX_VERDICTS

@@ -2,7 +2,8 @@
 
 Differences from transformers are deliberate and invisible to templates: the clock read by
 ``strftime_now`` and the generation-span tracker are per call (context variables), so one
-compiled template can serve many threads and frozen clocks at once.
+compiled template can serve many threads and frozen clocks at once; and ``ChatSandbox`` reaches
+the stock sandbox's decisions with less work (``tests/unit/test_sandbox.py`` compares the two).
 """
 
 from __future__ import annotations
@@ -124,8 +125,19 @@ class _TemplateNamespace(jinja2.utils.Namespace):
 # only on (type, attr): the verdict can be computed once and reused for every render.
 _PLAIN_TYPES = frozenset((str, dict, list, tuple, int, float, bool, type(None)))
 _MISSING, _SAFE, _SLOW = 0, 1, 2
+# Names can come from message data (`message[key]`), so the cache must not grow without bound.
+_MAX_VERDICTS = 4096
 _BuiltinMethod = type("".strip)
 _METHOD_TYPES = (_BuiltinMethod, types.MethodType)
+
+
+def _context_free(functions: dict[str, Any], name: Any) -> Any:
+    """The named test or filter if it takes no context, else None.
+
+    For those, jinja2's generic dispatch always ends in a direct call with the same arguments.
+    """
+    func = functions.get(name) if type(name) is str else None
+    return None if func is None or hasattr(func, "jinja_pass_arg") else func
 
 
 class ChatSandbox(ImmutableSandboxedEnvironment):
@@ -166,7 +178,8 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
                 value = getattr(sample, attribute)
                 safe = self.is_safe_attribute(sample, attribute, value) and self.wrap_str_format(value) is None
                 verdict = _SAFE if safe else _SLOW
-            self._verdicts[key] = verdict
+            if len(self._verdicts) < _MAX_VERDICTS:
+                self._verdicts[key] = verdict
         return verdict
 
     def call_test(
@@ -178,12 +191,11 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
         context: Any = None,
         eval_ctx: Any = None,
     ) -> Any:
-        # select/reject/selectattr call tests per item; for tests that take no context the
-        # parent's dispatch always ends in this direct call.
-        func = self.tests.get(name) if type(name) is str else None
-        if func is not None and not hasattr(func, "jinja_pass_arg"):
-            return func(value, *(args if args is not None else ()), **(kwargs if kwargs is not None else {}))
-        return super().call_test(name, value, args, kwargs, context, eval_ctx)
+        # select/reject/selectattr call tests per item.
+        func = _context_free(self.tests, name)
+        if func is None:
+            return super().call_test(name, value, args, kwargs, context, eval_ctx)
+        return func(value, *(args if args is not None else ()), **(kwargs if kwargs is not None else {}))
 
     def call_filter(
         self,
@@ -194,11 +206,11 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
         context: Any = None,
         eval_ctx: Any = None,
     ) -> Any:
-        # map('trim') and friends call filters per item; same shortcut as call_test.
-        func = self.filters.get(name) if type(name) is str else None
-        if func is not None and not hasattr(func, "jinja_pass_arg"):
-            return func(value, *(args if args is not None else ()), **(kwargs if kwargs is not None else {}))
-        return super().call_filter(name, value, args, kwargs, context, eval_ctx)
+        # map('trim') and friends call filters per item.
+        func = _context_free(self.filters, name)
+        if func is None:
+            return super().call_filter(name, value, args, kwargs, context, eval_ctx)
+        return func(value, *(args if args is not None else ()), **(kwargs if kwargs is not None else {}))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
