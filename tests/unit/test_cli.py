@@ -144,3 +144,28 @@ def test_stdin(tmp_path: Path) -> None:
         [sys.executable, "-m", "chatplate", "render", "-", "-t", "chatml"], input=json.dumps(CHAT), capture_output=True, text=True
     )
     assert (result.returncode, result.stdout) == (0, CHATML_TWO_TURNS)
+
+
+def test_prompt_view_styles() -> None:
+    from rich.console import Console
+
+    from chatplate.cli.view import CONTROL_STYLE, ROLE_STYLES, TEMPLATE_STYLE, WHITESPACE_STYLE, prompt_view
+
+    template = chatplate.load("chatml")
+    messages = [{"role": "user", "content": "Hi  there"}, {"role": "assistant", "content": " Hello!"}]
+    text = template.render(messages)
+    view = prompt_view(text, messages, template)
+    shown = view.plain.split("\n\nlegend")[0]
+    assert shown == "<|im_start|>user↵\nHi  there<|im_end|>↵\n<|im_start|>assistant↵\n·Hello!<|im_end|>↵\n"
+    console = Console()
+
+    def style_at(fragment: str) -> str:
+        return str(view.get_style_at_offset(console, shown.index(fragment)))
+
+    assert style_at("<|im_start|>") == CONTROL_STYLE
+    assert style_at("Hi") == ROLE_STYLES["user"]
+    assert style_at("Hello") == ROLE_STYLES["assistant"]
+    assert style_at("user↵") == TEMPLATE_STYLE
+    assert style_at("↵") == WHITESPACE_STYLE
+    assert style_at("·") == WHITESPACE_STYLE
+    assert len(view.spans) < 30  # runs of one style are one span, not one per character

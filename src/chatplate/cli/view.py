@@ -21,6 +21,9 @@ ROLE_STYLES = {
     "developer": "magenta",
 }
 CONTROL_STYLE = "bold white on blue"
+WHITESPACE_STYLE = "bold red"
+# What stands in for whitespace a reader could not otherwise see (spaces only at line edges).
+_WHITESPACE_MARKS = {"\n": "↵", "\t": "⇥", " ": "·"}
 TEMPLATE_STYLE = "dim"
 
 # Shapes control tokens take across families: <|im_start|>, <｜User｜>, [INST], <<SYS>>, <s>,
@@ -86,17 +89,20 @@ def prompt_view(text: str, messages: Iterable[Any], template: ChatTemplate) -> T
 
     out = Text()
     edge = _edge_spaces(text)
+    run_start = 0
     for index, char in enumerate(text):
-        style = styles[index]
-        if char == "\n":
-            out.append("↵", style="bold red")
-            out.append("\n")
-        elif char == "\t":
-            out.append("⇥", style="bold red")
-        elif char == " " and index in edge:
-            out.append("·", style="bold red")
+        marker = _WHITESPACE_MARKS.get(char) if char != " " or index in edge else None
+        if marker is None and (index + 1 == len(text) or styles[index + 1] == styles[index]):
+            continue
+        if marker is None:
+            out.append(text[run_start : index + 1], style=styles[index])
         else:
-            out.append(char, style=style)
+            out.append(text[run_start:index], style=styles[index - 1] if index else TEMPLATE_STYLE)
+            out.append(marker, style=WHITESPACE_STYLE)
+            if char == "\n":
+                out.append("\n")
+        run_start = index + 1
+    out.append(text[run_start:], style=styles[-1] if text else TEMPLATE_STYLE)
     legend = Text("\n\n")
     legend.append("legend: ", style="bold")
     legend.append("template text", style=TEMPLATE_STYLE)
@@ -105,7 +111,7 @@ def prompt_view(text: str, messages: Iterable[Any], template: ChatTemplate) -> T
         legend.append(role, style=ROLE_STYLES[role])
     legend.append("  ")
     legend.append("control token", style=CONTROL_STYLE)
-    legend.append("  ↵ newline  · edge space  ⇥ tab", style="bold red")
+    legend.append("  ↵ newline  · edge space  ⇥ tab", style=WHITESPACE_STYLE)
     return out + legend
 
 
