@@ -5,6 +5,7 @@
     ChatplateError
      ├── InputError (ValueError)          bad arguments or data passed to a call
      │    ├── ConversationError           the conversation or one of its messages (index, field)
+     │    ├── DocumentsError              documents that are not dicts (index)
      │    ├── ToolSchemaError             a Python function that cannot become a tool schema
      │    └── ContinuationError           continue_final_message cannot be honoured
      ├── TemplateError                    the template itself failed
@@ -30,6 +31,7 @@ __all__ = [
     "ChatplateError",
     "InputError",
     "ConversationError",
+    "DocumentsError",
     "ToolSchemaError",
     "ContinuationError",
     "TemplateError",
@@ -84,6 +86,12 @@ class ConversationError(InputError, TypeError):
     field: str | None = None
 
 
+class DocumentsError(InputError, TypeError):
+    """``documents`` is not an iterable of dicts. Attribute ``index``: the document at fault."""
+
+    index: int | None = None
+
+
 class ToolSchemaError(InputError, TypeError):
     """A tool given as a Python function cannot be converted to a JSON schema.
 
@@ -94,8 +102,11 @@ class ToolSchemaError(InputError, TypeError):
     argument: str | None = None
 
 
-class ContinuationError(InputError):
-    """``continue_final_message`` cannot be applied to this conversation and template."""
+class ContinuationError(InputError, TypeError):
+    """``continue_final_message`` cannot be applied to this conversation and template.
+
+    A ``TypeError`` too: the reference raises that when the text to continue is not a string.
+    """
 
     field: str | None = None
 

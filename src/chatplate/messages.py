@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ConversationError, InputError
+from .errors import ConversationError, DocumentsError
 
 __all__ = ["Message", "messages_from_pairs", "validate_conversation", "to_plain", "alias_reasoning"]
 
@@ -171,15 +171,21 @@ def alias_reasoning(messages: list[Any]) -> list[Any]:
 
 
 def validate_documents(documents: Any) -> None:
-    """Documents must be a list of dicts (the reference refuses anything else)."""
+    """Every document must be a dict; the reference checks the items it iterates and nothing
+    else, so an empty mapping or string passes (and reaches the template as it is)."""
     if documents is None:
         return
-    if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
-        raise InputError(f"documents: expected a list of dicts with 'title' and 'text', got {_describe(documents)}")
-    for index, document in enumerate(documents):
+    try:
+        items = iter(documents)
+    except TypeError:
+        raise DocumentsError(
+            f"documents: expected a list of dicts with 'title' and 'text', got {_describe(documents)}"
+        ) from None
+    for index, document in enumerate(items):
         if not isinstance(document, dict):
-            raise InputError(
-                f"documents[{index}]: expected a dict with 'title' and 'text' keys, got {_describe(document)}"
+            raise DocumentsError(
+                f"documents[{index}]: expected a dict with 'title' and 'text' keys, got {_describe(document)}",
+                index=index,
             )
 
 

@@ -196,3 +196,23 @@ def test_messages_from_pairs_rejects_bad_pair() -> None:
     with pytest.raises(chatplate.ConversationError, match=r"pairs\[1\]") as info:
         chatplate.messages_from_pairs([["a", "b"], ["only one"]])
     assert info.value.index == 1
+
+
+@pytest.mark.parametrize("documents", [{}, "", (), iter([])])
+def test_empty_non_list_documents_render_like_the_reference(documents: object) -> None:
+    # transformers checks only the documents it iterates over: nothing to check, nothing raised.
+    t = ChatTemplate("{{ messages[0].content }}|{{ documents is none }}")
+    assert t.render(USER, documents=documents).startswith("Hi|False")
+
+
+@pytest.mark.parametrize("documents", [5, {"title": "t"}, ["text"]])
+def test_bad_documents_are_type_errors(documents: object) -> None:
+    with pytest.raises(chatplate.DocumentsError) as info:
+        ChatTemplate(LOOP).render(USER, documents=documents)
+    assert isinstance(info.value, TypeError)
+
+
+def test_continuing_non_text_is_a_type_error() -> None:
+    with pytest.raises(chatplate.ContinuationError) as info:
+        ChatTemplate(LOOP).render([{"role": "assistant", "content": 3.5}], continue_final_message=True)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
