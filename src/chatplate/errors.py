@@ -7,7 +7,8 @@
      │    ├── ConversationError           the conversation or one of its messages (index, field)
      │    ├── DocumentsError              documents that are not dicts (index)
      │    ├── ToolSchemaError             a Python function that cannot become a tool schema
-     │    └── ContinuationError           continue_final_message cannot be honoured
+     │    ├── ContinuationError           continue_final_message cannot be honoured
+     │    └── TruncationError             a prompt cannot fit max_length (max_length, shortest)
      ├── TemplateError                    the template itself failed
      │    ├── TemplateSyntaxError         does not compile (line, column, excerpt with a caret)
      │    ├── TemplateRuntimeError        failed while rendering (line)
@@ -34,6 +35,7 @@ __all__ = [
     "DocumentsError",
     "ToolSchemaError",
     "ContinuationError",
+    "TruncationError",
     "TemplateError",
     "TemplateSyntaxError",
     "TemplateRuntimeError",
@@ -109,6 +111,13 @@ class ContinuationError(InputError, TypeError):
     """
 
     field: str | None = None
+
+
+class TruncationError(InputError):
+    """The prompt cannot be made to fit ``max_length`` with the chosen truncation."""
+
+    max_length: int | None = None
+    shortest: int | None = None
 
 
 class TemplateError(ChatplateError):

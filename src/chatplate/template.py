@@ -17,6 +17,9 @@ from .messages import (
     validate_conversation,
     validate_documents,
 )
+from .tokens.encoding import BatchEncoding, Encoding
+from .tokens.safety import Marker, mark
+from .tokens.tokenizer import ChatTokenizer
 from .tools import to_tool_schemas
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ __all__ = ["ChatTemplate", "RenderResult"]
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
 Tool = Mapping[str, Any] | Callable[..., Any]
+TokenizerLike = Any  # a tokenizer.json path, a model directory, a tokenizers.Tokenizer or a ChatTokenizer
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class ChatTemplate:
         *,
         special_tokens: Mapping[str, str] | None = None,
         origin: str | None = None,
+        tokenizer: TokenizerLike | None = None,
     ) -> None:
         if isinstance(source, str):
             templates = {"default": source}
@@ -83,6 +88,15 @@ class ChatTemplate:
         self._compiled = {
             name: engine.compile_template(text, self._label(name)) for name, text in templates.items()
         }
+        self._tokenizer_source = tokenizer
+        self._tokenizer: ChatTokenizer | None = tokenizer if isinstance(tokenizer, ChatTokenizer) else None
+
+    @property
+    def tokenizer(self) -> ChatTokenizer:
+        """The attached tokenizer, loaded on first use (rendering never needs it)."""
+        if self._tokenizer is None:
+            self._tokenizer = _load_tokenizer(self._tokenizer_source, self.origin)
+        return self._tokenizer
 
     @property
     def source(self) -> str:
@@ -142,6 +156,164 @@ class ChatTemplate:
             messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True
         )
 
+    def encode(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Tool] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        now: datetime | None = None,
+        sanitize_control_tokens: bool = True,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        return_offsets: bool = False,
+        **variables: Any,
+    ) -> Encoding:
+        """Render and encode one conversation with the attached tokenizer.
+
+        The ids equal transformers' ``apply_chat_template(..., tokenize=True)`` (the rendered text
+        encoded without adding special tokens); with ``sanitize_control_tokens`` (the default) a
+        control token inside message data, tools, documents or variables is encoded as text.
+        ``truncation=True`` keeps the first ``max_length`` tokens; ``truncation="turns"`` drops
+        the oldest whole turns instead, never the system prompt, the last user turn or the
+        generation prompt. ``return_offsets`` adds ``(start, end)`` characters per token.
+
+        >>> enc = load("model-dir").encode(messages, add_generation_prompt=True)   # doctest: +SKIP
+        >>> enc.input_ids[:3], enc.text[:20]                                        # doctest: +SKIP
+        """
+        from .tokens.encoder import encode_conversations
+
+        [encoding] = encode_conversations(
+            self,
+            self.tokenizer,
+            [messages],
+            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables),
+            sanitize_control_tokens=sanitize_control_tokens,
+            truncation=truncation,
+            max_length=max_length,
+            return_offsets=return_offsets,
+        )
+        return encoding
+
+    def encode_batch(
+        self,
+        conversations: Sequence[Sequence[Mapping[str, Any]]],
+        *,
+        tools: Sequence[Tool] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        now: datetime | None = None,
+        sanitize_control_tokens: bool = True,
+        padding: bool | str = False,
+        padding_side: str | None = None,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_offsets: bool = False,
+        **variables: Any,
+    ) -> BatchEncoding:
+        """Encode many conversations; the tokenizer runs once for the batch, on its own threads.
+
+        ``padding`` is ``False``, ``True``/``"longest"`` or ``"max_length"``; ``return_tensors``
+        ``"np"`` or ``"pt"`` gives arrays (numpy/torch needed only then).
+
+        >>> batch = t.encode_batch(chats, padding=True, return_tensors="np")   # doctest: +SKIP
+        >>> batch["input_ids"].shape                                            # doctest: +SKIP
+        """
+        from .tokens.encoder import batch_from, encode_conversations
+
+        encodings = encode_conversations(
+            self,
+            self.tokenizer,
+            list(conversations),
+            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables),
+            sanitize_control_tokens=sanitize_control_tokens,
+            truncation=truncation,
+            max_length=max_length,
+            return_offsets=return_offsets,
+        )
+        return batch_from(
+            encodings,
+            self.tokenizer,
+            padding=padding,  # type: ignore[arg-type]
+            max_length=max_length,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+        )
+
+    def apply_chat_template(
+        self,
+        conversation: Any,
+        tools: Sequence[Tool] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        tokenize: bool = True,
+        sanitize_control_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = True,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """transformers' ``tokenizer.apply_chat_template``, same keywords and return shapes:
+        a string (``tokenize=False``), ids, or a dict with ``input_ids`` and ``attention_mask``;
+        a list of conversations gives a batch. Only ``sanitize_control_tokens`` defaults to
+        ``True`` here: identical output unless data smuggles in control tokens.
+
+        >>> t.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)   # doctest: +SKIP
+        """
+        template = self
+        if chat_template is not None:
+            text = self.templates.get(chat_template, chat_template)
+            template = ChatTemplate(
+                text, self.bos_token, self.eos_token, special_tokens=self.special_tokens, origin=self.origin,
+                tokenizer=self._tokenizer or self._tokenizer_source,
+            )
+        batched = isinstance(conversation, (list, tuple)) and bool(conversation) and isinstance(conversation[0], (list, tuple))
+        conversations = list(conversation) if batched else [conversation]
+        common = dict(
+            tools=tools,
+            documents=documents,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            **kwargs,
+        )
+        if not tokenize:
+            texts = [template.render(c, **common) for c in conversations]
+            return texts if batched else texts[0]
+        extra = dict(tokenizer_kwargs or {})
+        padding_side = extra.pop("padding_side", None)
+        if extra:
+            raise InputError(f"tokenizer_kwargs: unsupported keys {sorted(extra)}")
+        batch = template.encode_batch(
+            conversations,
+            sanitize_control_tokens=sanitize_control_tokens,
+            padding=padding,
+            padding_side=padding_side,
+            truncation=truncation,
+            max_length=max_length,
+            return_tensors=return_tensors,
+            **common,
+        )
+        if not batched and return_tensors is None:
+            batch = BatchEncoding({k: v[0] for k, v in batch.items()}, batch.encodings)
+        return batch if return_dict else batch["input_ids"]
+
+    def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marker | None) -> str:
+        """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
+        kw = dict(render_kwargs)
+        return self._render(
+            conversation, kw.pop("tools"), kw.pop("documents"), kw.pop("add_generation_prompt"),
+            kw.pop("continue_final_message"), kw.pop("now"), kw.pop("variables"), False, marker,
+        ).text
+
     def save(self, directory: str | PathLike[str]) -> list[Path]:
         """Write the templates as transformers 5 does (``chat_template.jinja`` and
         ``additional_chat_templates/NAME.jinja``), keeping the rest of ``tokenizer_config.json``.
@@ -172,7 +344,7 @@ class ChatTemplate:
         )
 
     def _variables(self, variables: dict[str, Any]) -> dict[str, Any]:
-        merged: dict[str, Any] = dict(self.special_tokens)
+        merged: dict[str, Any] = to_plain(self.special_tokens)
         if self.bos_token is not None:
             merged["bos_token"] = self.bos_token
         if self.eos_token is not None:
@@ -190,6 +362,7 @@ class ChatTemplate:
         now: datetime | None,
         variables: dict[str, Any],
         with_spans: bool,
+        marker: Marker | None = None,
     ) -> RenderResult:
         # Validate, then normalise, then render: the same steps, in the same order, as the
         # reference, so the same inputs fail and the same inputs render.
@@ -206,10 +379,19 @@ class ChatTemplate:
             raise InputError(f"now: expected a datetime.datetime, got {type(now).__name__}")
         tool_schemas = to_tool_schemas(tools)
         validate_documents(documents)
-        template_vars = to_plain(self._variables(variables))
+        tool_schemas = to_plain(tool_schemas)
+        documents = to_plain(documents)
+        variables = to_plain(variables)
+        if marker is not None:
+            # Control tokens in the data (not in the template's own special-token variables)
+            # are marked so the encoder can encode them as text.
+            chat, tool_schemas, documents, variables = (
+                mark(chat, marker), mark(tool_schemas, marker), mark(documents, marker), mark(variables, marker)
+            )
+        template_vars = self._variables(variables)
         template_vars["messages"] = chat = alias_reasoning(chat)
-        template_vars["tools"] = to_plain(tool_schemas)
-        template_vars["documents"] = to_plain(documents)
+        template_vars["tools"] = tool_schemas
+        template_vars["documents"] = documents
         template_vars["add_generation_prompt"] = add_generation_prompt
 
         source = self.templates[name]
@@ -229,6 +411,41 @@ class ChatTemplate:
         if continued is not None:
             text = _close_final_message(text, continued)
         return RenderResult(text, spans)
+
+
+def _render_kwargs(
+    tools: Any, documents: Any, add_generation_prompt: bool, continue_final_message: bool | str, now: Any,
+    variables: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "tools": tools,
+        "documents": documents,
+        "add_generation_prompt": add_generation_prompt,
+        "continue_final_message": continue_final_message,
+        "now": now,
+        "variables": variables,
+    }
+
+
+def _load_tokenizer(source: Any, origin: str | None) -> ChatTokenizer:
+    if source is None:
+        raise InputError(
+            f"{origin or 'this template'} has no tokenizer: load a model directory with a tokenizer.json "
+            "(chatplate.load('path/to/model')) or pass ChatTemplate(..., tokenizer='tokenizer.json')"
+        )
+    if isinstance(source, ChatTokenizer):
+        return source
+    if isinstance(source, (str, PathLike)):
+        from pathlib import Path as _Path
+
+        path = _Path(source)
+        return ChatTokenizer.from_model_dir(path) if path.is_dir() else ChatTokenizer.from_file(path)
+    if type(source).__module__.startswith("tokenizers"):
+        return ChatTokenizer(source)
+    raise InputError(
+        f"tokenizer: expected a tokenizer.json path, a model directory or a tokenizers.Tokenizer, "
+        f"got {type(source).__name__}"
+    )
 
 
 def _open_final_message(chat: list[Any], continue_final_message: bool | str, source: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import types
@@ -11,6 +12,7 @@ from typing import Any
 
 import jinja2
 import jinja2.lexer
+import jinja2.nodes
 
 from ..errors import (
     TemplateRaisedError,
@@ -47,6 +49,16 @@ def compile_template(source: str, template_name: str | None = None) -> jinja2.Te
         if len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return compiled
+
+
+@functools.lru_cache(maxsize=256)
+def literal_text(source: str) -> str:
+    """Every literal string of a template (its text and string constants), joined with NULs so a
+    search cannot match across two of them."""
+    ast = ENVIRONMENT.parse(source)
+    literals = {node.data for node in ast.find_all(jinja2.nodes.TemplateData)}
+    literals |= {node.value for node in ast.find_all(jinja2.nodes.Const) if isinstance(node.value, str)}
+    return "\0".join(sorted(literals))
 
 
 def _syntax_error(source: str, exc: jinja2.TemplateSyntaxError, template_name: str | None) -> TemplateSyntaxError:

@@ -69,6 +69,8 @@ class Found:
     looked_for: list[str] = field(default_factory=list)
     hint: str | None = None
     source: str | None = None
+    # Where the tokenizer lives (a model directory or a tokenizer.json), loaded only to encode.
+    tokenizer: str | None = None
 
 
 # The readers build `Found`, so they are imported once it exists.
@@ -269,6 +271,7 @@ def _finish(found: Found, name: str | None, fallback: Found | None) -> ChatTempl
         bos_token=found.bos_token if found.bos_token is not None else fallback.bos_token,
         eos_token=found.eos_token if found.eos_token is not None else fallback.eos_token,
         special_tokens={**fallback.special_tokens, **found.special_tokens},
+        tokenizer=found.tokenizer,
     )
     return _build(merged, name)
 
@@ -300,6 +303,7 @@ def _build(found: Found, name: str | None) -> ChatTemplate:
         found.eos_token,
         special_tokens=found.special_tokens,
         origin=found.origin if name is None else f"{found.origin} [{name}]",
+        tokenizer=found.tokenizer,
     )
 
 

@@ -29,13 +29,15 @@ from .model_dir import (
 
 __all__ = ["read_hub", "fetch_hub_files", "hub_cache_dir", "hub_offline", "HUB_FILES"]
 
-HUB_FILES = (
+# Where templates can be; the tokenizer files come along for encoding.
+TEMPLATE_FILES = (
     TOKENIZER_CONFIG_FILE,
     CHAT_TEMPLATE_FILE,
     LEGACY_CHAT_TEMPLATE_FILE,
     SPECIAL_TOKENS_MAP_FILE,
     f"{CHAT_TEMPLATE_DIR}/*.jinja",
 )
+HUB_FILES = (*TEMPLATE_FILES, "tokenizer.json", "tokenizer.model")
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -56,7 +58,7 @@ def read_hub(repo_id: str, *, revision: str | None = None) -> Found:
     else:
         found = read_model_dir(snapshot, origin=origin)
         found.source = repo_id
-    found.looked_for = [f"{repo_id}: {name}" for name in HUB_FILES]
+    found.looked_for = [f"{repo_id}: {name}" for name in TEMPLATE_FILES]
     if not found.templates and hub_offline():
         found.hint = (
             f"HF_HUB_OFFLINE is set, so only the cached snapshot ({snapshot}) was read; it may lack template "

@@ -121,6 +121,8 @@ def read_model_dir(directory: str | os.PathLike[str], *, origin: str | None = No
             str(legacy_path),
         ],
     )
+    if (root / "tokenizer.json").is_file() or (root / "tokenizer.model").is_file():
+        found.tokenizer = str(root)
     if not templates:
         found.hint = _directory_hint(root, config is not None)
     return found
@@ -150,6 +152,8 @@ def read_json_file(path: str | os.PathLike[str]) -> Found:
         source=str(path),
         looked_for=[f"{path} (key 'chat_template')"],
     )
+    if path.name == TOKENIZER_CONFIG_FILE and (path.parent / "tokenizer.json").is_file():
+        found.tokenizer = str(path.parent)
     if not templates:
         siblings = [name for name in (CHAT_TEMPLATE_FILE, CHAT_TEMPLATE_DIR) if (path.parent / name).exists()]
         if siblings:

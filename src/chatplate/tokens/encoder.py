@@ -1,0 +1,162 @@
+"""From conversations to token ids: render (with control-token marking), encode, fix BOS,
+truncate, pad. ``ChatTemplate.encode``/``encode_batch`` are thin wrappers over this."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import engine
+from ..errors import InputError, TruncationError
+from ..messages import validate_conversation
+from .encoding import BatchEncoding, Encoding, MissingBosWarning, Padding, encode_texts, pad_batch, to_tensors
+from .safety import Marker, marker_for
+from .tokenizer import ChatTokenizer
+
+if TYPE_CHECKING:
+    from ..template import ChatTemplate
+
+__all__ = ["encode_conversations", "batch_from"]
+
+
+def encode_conversations(
+    template: ChatTemplate,
+    tokenizer: ChatTokenizer,
+    conversations: Sequence[Any],
+    *,
+    render_kwargs: dict[str, Any],
+    sanitize_control_tokens: bool,
+    truncation: bool | str,
+    max_length: int | None,
+    return_offsets: bool,
+) -> list[Encoding]:
+    """Encode each conversation; one batched tokenizer call for all of them."""
+    marker = _marker(template, tokenizer, render_kwargs.get("tools")) if sanitize_control_tokens else None
+    if truncation == "turns":
+        return [
+            _encode_by_turns(template, tokenizer, c, render_kwargs, marker, max_length, return_offsets, sanitize_control_tokens)
+            for c in conversations
+        ]
+    if truncation not in (False, True):
+        raise InputError(f"truncation: expected False, True or 'turns', got {truncation!r}")
+    rendered = [template._render_marked(c, render_kwargs, marker) for c in conversations]
+    encodings = [
+        _finish(tokenizer, text, ids, offsets, sanitize_control_tokens)
+        for text, ids, offsets in encode_texts(tokenizer, rendered, marker, return_offsets)
+    ]
+    if truncation:
+        limit = _limit(tokenizer, max_length)
+        if limit is not None:
+            for enc in encodings:
+                _cut(enc, limit, tokenizer.truncation_side)
+    _warn_missing_bos(encodings)
+    return encodings
+
+
+def batch_from(
+    encodings: list[Encoding],
+    tokenizer: ChatTokenizer,
+    *,
+    padding: Padding,
+    max_length: int | None,
+    padding_side: str | None,
+    return_tensors: str | None,
+) -> BatchEncoding:
+    ids, masks = pad_batch(encodings, tokenizer, padding, max_length, padding_side or tokenizer.padding_side)
+    return BatchEncoding(
+        {"input_ids": to_tensors(ids, return_tensors), "attention_mask": to_tensors(masks, return_tensors)},
+        encodings,
+    )
+
+
+def _marker(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> Marker:
+    source = template.templates[template._pick(tools)]
+    return marker_for(tokenizer.control_tokens(engine.literal_text(source)))
+
+
+def _finish(
+    tokenizer: ChatTokenizer, text: str, ids: list[int], offsets: list[tuple[int, int]] | None, safe: bool
+) -> Encoding:
+    enc = Encoding(text, list(ids), [1] * len(ids), offsets=list(offsets) if offsets is not None else None)
+    bos = tokenizer.bos_id
+    if bos is not None and safe and enc.input_ids[:2] == [bos, bos]:
+        # Never a double BOS (a template writing {{ bos_token }} twice, or data starting with
+        # one): the reference keeps both, so only sanitize_control_tokens=False does too.
+        del enc.input_ids[0], enc.attention_mask[0]
+        if enc.offsets is not None:
+            del enc.offsets[0]
+        enc.removed_duplicate_bos = True
+    enc.missing_bos = tokenizer.adds_bos and (not enc.input_ids or enc.input_ids[0] != bos)
+    return enc
+
+
+def _limit(tokenizer: ChatTokenizer, max_length: int | None) -> int | None:
+    if max_length is not None:
+        if not isinstance(max_length, int) or max_length <= 0:
+            raise InputError(f"max_length: expected a positive int, got {max_length!r}")
+        return max_length
+    return tokenizer.model_max_length
+
+
+def _cut(enc: Encoding, limit: int, side: str) -> None:
+    if len(enc.input_ids) <= limit:
+        return
+    keep = slice(None, limit) if side != "left" else slice(len(enc.input_ids) - limit, None)
+    enc.input_ids = enc.input_ids[keep]
+    enc.attention_mask = enc.attention_mask[keep]
+    if enc.offsets is not None:
+        enc.offsets = enc.offsets[keep]
+    enc.truncated = True
+
+
+def _encode_by_turns(
+    template: ChatTemplate,
+    tokenizer: ChatTokenizer,
+    conversation: Any,
+    render_kwargs: dict[str, Any],
+    marker: Marker | None,
+    max_length: int | None,
+    return_offsets: bool,
+    safe: bool,
+) -> Encoding:
+    """Drop the oldest whole turns (after leading system messages) until the prompt fits."""
+    limit = _limit(tokenizer, max_length)
+    if limit is None:
+        raise InputError("truncation='turns' needs max_length (the tokenizer sets no model_max_length)")
+    messages = validate_conversation(conversation)
+    head = 0
+    while head < len(messages) and messages[head].get("role") == "system":
+        head += 1
+    # Each candidate start of what is kept: every user turn, oldest first; the last user turn
+    # (and everything after it, the generation prompt included) is never dropped.
+    starts = [i for i in range(head, len(messages)) if messages[i].get("role") == "user"] or [head]
+    candidates = [head] + [s for s in starts if s > head]
+    enc = None
+    for dropped_to in candidates:
+        kept = messages[:head] + messages[dropped_to:]
+        text = template._render_marked(kept, render_kwargs, marker)
+        [(clean, ids, offsets)] = encode_texts(tokenizer, [text], marker, return_offsets)
+        enc = _finish(tokenizer, clean, ids, offsets, safe)
+        enc.dropped_turns = sum(1 for s in starts if s < dropped_to)
+        if len(enc.input_ids) <= limit:
+            _warn_missing_bos([enc])
+            return enc
+    assert enc is not None
+    raise TruncationError(
+        f"max_length={limit} is smaller than the shortest possible prompt ({len(enc.input_ids)} tokens: the "
+        "system messages and the last user turn); raise max_length or shorten those messages",
+        max_length=limit,
+        shortest=len(enc.input_ids),
+    )
+
+
+def _warn_missing_bos(encodings: list[Encoding]) -> None:
+    missing = sum(enc.missing_bos for enc in encodings)
+    if missing:
+        warnings.warn(
+            f"{missing} of {len(encodings)} prompt(s) do not start with the BOS token the tokenizer adds to "
+            "other input: the template probably lacks {{ bos_token }} (see Encoding.missing_bos)",
+            MissingBosWarning,
+            stacklevel=4,
+        )

@@ -1,0 +1,197 @@
+"""Token ids for rendered prompts: encodings, batches, padding and tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import InputError, MissingDependencyError
+from .safety import Marker, split_marked
+from .tokenizer import ChatTokenizer
+
+__all__ = ["Encoding", "BatchEncoding", "MissingBosWarning"]
+
+Padding = Literal[False, True, "longest", "max_length", "do_not_pad"]
+
+
+class MissingBosWarning(UserWarning):
+    """The prompt does not start with the BOS token the tokenizer's post-processor would add.
+
+    Fine-tuned templates often forget ``{{ bos_token }}``; the model then sees input unlike its
+    training data. Add the BOS to the template, or ignore this if the model wants none.
+    """
+
+
+@dataclass
+class Encoding:
+    """One encoded prompt.
+
+    ``offsets`` (when asked for) are ``(start, end)`` character offsets into ``text`` per token.
+    ``missing_bos`` reports a prompt without the BOS the tokenizer would normally add;
+    ``truncated`` and ``dropped_turns`` say what truncation removed.
+    """
+
+    text: str
+    input_ids: list[int]
+    attention_mask: list[int]
+    offsets: list[tuple[int, int]] | None = None
+    missing_bos: bool = False
+    removed_duplicate_bos: bool = False
+    truncated: bool = False
+    dropped_turns: int = 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class BatchEncoding(dict):  # type: ignore[type-arg]
+    """``input_ids`` and ``attention_mask`` for a batch (lists, or arrays/tensors when asked for),
+    readable as a dict (like transformers' ``BatchEncoding``) or as attributes; ``encodings``
+    keeps each conversation's :class:`Encoding`."""
+
+    def __init__(self, data: dict[str, Any], encodings: list[Encoding]) -> None:
+        super().__init__(data)
+        self.encodings = encodings
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def encode_texts(
+    tokenizer: ChatTokenizer,
+    rendered: Sequence[str],
+    marker: Marker | None,
+    with_offsets: bool,
+) -> list[tuple[str, list[int], list[tuple[int, int]] | None]]:
+    """Encode rendered prompts (markers included, if any) as ``(text, ids, offsets)``.
+
+    Prompts without marked tokens are encoded whole, in one batched call into the tokenizer's
+    Rust threads; only prompts carrying marked control tokens are encoded piece by piece.
+    """
+    results: list[Any] = [None] * len(rendered)
+    whole: list[int] = []
+    for index, text in enumerate(rendered):
+        if marker is None or ("\U000f0000" not in text and "\U000f0001" not in text):
+            whole.append(index)
+        else:
+            clean, pieces = split_marked(text, marker)
+            ids, offsets = _encode_pieces(tokenizer, pieces)
+            results[index] = (clean, ids, offsets if with_offsets else None)
+    if whole:
+        texts = [rendered[i] for i in whole]
+        backend = tokenizer.backend
+        if with_offsets:
+            for index, enc in zip(whole, backend.encode_batch(texts, add_special_tokens=False)):
+                results[index] = (rendered[index], enc.ids, enc.offsets)
+        else:
+            for index, enc in zip(whole, backend.encode_batch_fast(texts, add_special_tokens=False)):
+                results[index] = (rendered[index], enc.ids, None)
+    return results
+
+
+def _encode_pieces(tokenizer: ChatTokenizer, pieces: list[tuple[str, bool]]) -> tuple[list[int], list[tuple[int, int]]]:
+    backend = tokenizer.backend
+    first, _ = pieces[0]
+    enc = backend.encode(first, add_special_tokens=False)
+    ids = list(enc.ids)
+    offsets = list(enc.offsets)
+    newline = backend.encode("\n", add_special_tokens=False).ids
+    position = len(first)
+    for piece, as_text in pieces[1:]:
+        encoder = tokenizer.plain if as_text else backend
+        # Encoded after a newline, as the reference does, so SentencePiece adds no prefix space
+        # in the middle of a prompt; the newline's tokens are dropped again.
+        enc = encoder.encode("\n" + piece, add_special_tokens=False)
+        if enc.ids[: len(newline)] == newline:
+            piece_ids = enc.ids[len(newline) :]
+            piece_offsets = [(max(s - 1, 0), max(e - 1, 0)) for s, e in enc.offsets[len(newline) :]]
+        else:
+            enc = encoder.encode(piece, add_special_tokens=False)
+            piece_ids, piece_offsets = enc.ids, enc.offsets
+        if as_text:
+            token_id = backend.token_to_id(piece)
+            if token_id is not None and token_id in piece_ids:
+                raise InputError(
+                    f"cannot encode {piece!r} as text: this tokenizer produces that control token from plain "
+                    "text too; pass sanitize_control_tokens=False or remove it from the data"
+                )
+        ids.extend(piece_ids)
+        offsets.extend((s + position, e + position) for s, e in piece_offsets)
+        position += len(piece)
+    return ids, offsets
+
+
+def pad_batch(
+    encodings: list[Encoding],
+    tokenizer: ChatTokenizer,
+    padding: Padding,
+    max_length: int | None,
+    padding_side: str,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Pad ids and masks as transformers does (``True``/``"longest"`` or ``"max_length"``)."""
+    ids = [e.input_ids for e in encodings]
+    masks = [e.attention_mask for e in encodings]
+    if padding in (False, "do_not_pad"):
+        return ids, masks
+    if padding in (True, "longest"):
+        target = max((len(x) for x in ids), default=0)
+    elif padding == "max_length":
+        if max_length is None:
+            raise InputError("padding='max_length' needs max_length")
+        target = max_length
+    else:
+        raise InputError(f"padding: expected False, True, 'longest' or 'max_length', got {padding!r}")
+    if padding_side not in ("right", "left"):
+        raise InputError(f"padding_side: expected 'right' or 'left', got {padding_side!r}")
+    pad_id = tokenizer.pad_id
+    if pad_id is None and any(len(x) < target for x in ids):
+        raise InputError(
+            "cannot pad: the tokenizer has no pad token; set pad_token in tokenizer_config.json "
+            "(often the EOS token) or encode without padding"
+        )
+    padded_ids, padded_masks = [], []
+    for row, mask in zip(ids, masks):
+        gap = target - len(row)
+        if gap <= 0:
+            padded_ids.append(row)
+            padded_masks.append(mask)
+        elif padding_side == "right":
+            padded_ids.append(row + [pad_id] * gap)
+            padded_masks.append(mask + [0] * gap)
+        else:
+            padded_ids.append([pad_id] * gap + row)
+            padded_masks.append([0] * gap + mask)
+    return padded_ids, padded_masks  # type: ignore[return-value]
+
+
+def to_tensors(rows: list[list[int]], kind: str | None) -> Any:
+    """Lists as they are, or one ``np``/``pt`` tensor (rows must then have one length)."""
+    if kind is None:
+        return rows
+    if kind not in ("np", "pt"):
+        raise InputError(f"return_tensors: expected None, 'np' or 'pt', got {kind!r}")
+    if len({len(r) for r in rows}) > 1:
+        raise InputError(
+            f"return_tensors={kind!r} needs sequences of one length: pass padding=True (or 'max_length')"
+        )
+    if kind == "np":
+        try:
+            import numpy as np
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "return_tensors='np' needs numpy: pip install 'chatplate[numpy]'", extra="numpy", package="numpy"
+            ) from exc
+        return np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "return_tensors='pt' needs torch: pip install 'chatplate[torch]' (CPU: pip install torch)",
+            extra="torch",
+            package="torch",
+        ) from exc
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), -1)

@@ -1,0 +1,71 @@
+"""Control-token safety: control tokens inside message data are encoded as text.
+
+Data strings are marked before rendering (each control token wrapped in two private-use
+characters), so after rendering the marked tokens can be told apart from the ones the template
+wrote, even when the template assembles a token from pieces. The markers are removed from the
+text, and the marked tokens are encoded with a tokenizer that has no added tokens. The same
+scheme as transformers' ``sanitize_control_tokens``, so its ids can be compared, with offsets
+kept in the marker-free text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["Marker", "mark", "split_marked"]
+
+START = "\U000f0000"
+END = "\U000f0001"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Regexes for one set of control tokens."""
+
+    tokens: re.Pattern[str]
+    marked: re.Pattern[str]
+
+
+@lru_cache(maxsize=64)
+def marker_for(control_tokens: tuple[str, ...]) -> Marker:
+    # Longest first, so a token wins over the shorter tokens inside it.
+    longest_first = sorted(control_tokens, key=len, reverse=True)
+    tokens = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
+    marked = re.compile(f"{START}({tokens.pattern}){END}|[{START}{END}]")
+    return Marker(tokens, marked)
+
+
+def mark(value: Any, marker: Marker) -> Any:
+    """Wrap control tokens in every string of ``value`` (dict values, not keys) with markers.
+
+    Markers already present are removed first, so data cannot forge a marked token.
+    """
+    if isinstance(value, str):
+        value = value.replace(START, "").replace(END, "")
+        return marker.tokens.sub(f"{START}\\g<0>{END}", value)
+    if isinstance(value, dict):
+        return {key: mark(item, marker) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mark(item, marker) for item in value]
+    return value
+
+
+def has_markers(text: str) -> bool:
+    return START in text or END in text
+
+
+def split_marked(text: str, marker: Marker) -> tuple[str, list[tuple[str, bool]]]:
+    """The text without markers, and its pieces in order as ``(piece, encode_as_text)``.
+
+    A lone marker (a template split a marked token, e.g. with ``.split()``) is dropped but still
+    ends a piece, so the text on either side cannot join into a control token.
+    """
+    parts = marker.marked.split(text)
+    pieces: list[tuple[str, bool]] = [(parts[0], False)]
+    for index, part in enumerate(parts[1:], start=1):
+        if part:
+            pieces.append((part, index % 2 == 1))
+    return "".join(piece for piece, _ in pieces), pieces
