@@ -124,6 +124,50 @@ def build_app() -> typer.Typer:
         )
         Console(highlight=False).print(prompt_view(text, request.messages, chat_template))
 
+    @app.command()
+    def encode(
+        file: FileArg = "-",
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model directory (tokenizer.json + template) or hub id.")
+        ] = ...,  # type: ignore[assignment]
+        name: NameOpt = None,
+        revision: RevisionOpt = None,
+        add_generation_prompt: GenOpt = False,
+        continue_final_message: ContinueOpt = False,
+        tools: ToolsOpt = None,
+        documents: DocumentsOpt = None,
+        var: VarOpt = None,
+        now: NowOpt = None,
+        unsafe: Annotated[
+            bool, typer.Option("--no-sanitize", help="Let control tokens in the data encode as control tokens.")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help='Print {"input_ids": [...]} instead of the table.')] = False,
+    ) -> None:
+        """Show the token ids of the prompt: id and text per token, coloured by role."""
+        when = parse_now(now)
+        variables = parse_variables(var or [])
+        request = read_request(file, tools, documents, variables)
+        chat_template = load_template(model, name, revision)
+        enc = chat_template.encode(
+            request.messages,
+            tools=request.tools,
+            documents=request.documents,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            now=when,
+            sanitize_control_tokens=not unsafe,
+            return_offsets=True,
+            **request.variables,
+        )
+        if as_json:
+            sys.stdout.write(json.dumps({"input_ids": enc.input_ids}) + "\n")
+            return
+        from rich.console import Console
+
+        from .view import token_table
+
+        Console(highlight=False).print(token_table(enc, request.messages, chat_template.tokenizer))
+
     @app.command("list")
     def list_command(
         as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,

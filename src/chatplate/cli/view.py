@@ -10,6 +10,7 @@ from typing import Any
 from rich.text import Text
 
 from ..template import ChatTemplate
+from ..tokens import ChatTokenizer, Encoding
 
 ROLE_STYLES = {
     "system": "magenta",
@@ -121,3 +122,30 @@ def _edge_spaces(text: str) -> set[int]:
     for match in re.finditer(r"(?m)^ +| +$", text):
         edge.update(range(match.start(), match.end()))
     return edge
+
+
+def token_table(enc: Encoding, messages: Iterable[Any], tokenizer: ChatTokenizer) -> Any:
+    """One row per token: position, id, its text (whitespace visible) and whose text it is."""
+    from rich.table import Table
+
+    roles = [""] * len(enc.text)
+    for start, end, role in message_spans(enc.text, messages):
+        roles[start:end] = [role] * (end - start)
+    control_ids = {tokenizer.added_tokens[t] for t in tokenizer.special_tokens if t in tokenizer.added_tokens}
+    table = Table(box=None, show_edge=False, pad_edge=False, title=f"{len(enc.input_ids)} tokens", title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("id", justify="right")
+    table.add_column("token")
+    table.add_column("from", style="dim")
+    for index, (token_id, (start, end)) in enumerate(zip(enc.input_ids, enc.offsets or [])):
+        piece = enc.text[start:end]
+        shown = piece.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·")
+        role = next((roles[i] for i in range(start, end) if roles[i]), "")
+        if token_id in control_ids:
+            style, source = CONTROL_STYLE, "control"
+        else:
+            style, source = (ROLE_STYLES.get(role, "white"), role) if role else (TEMPLATE_STYLE, "template")
+        table.add_row(str(index), str(token_id), Text(shown, style=style), source)
+    if enc.missing_bos:
+        table.caption = "warning: the prompt lacks the BOS token this tokenizer adds to other input"
+    return table
