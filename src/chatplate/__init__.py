@@ -25,11 +25,13 @@ from .errors import (
     TemplateSecurityError,
     TemplateSyntaxError,
     ToolSchemaError,
+    TruncationError,
     UnknownBuiltinError,
 )
 from .messages import messages_from_pairs
 from .sources import load
 from .template import ChatTemplate, RenderResult
+from .tokens import BatchEncoding, ChatTokenizer, Encoding, MissingBosWarning
 from .tools import get_json_schema
 
 __version__ = "0.1.0"
@@ -37,6 +39,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ChatTemplate",
     "RenderResult",
+    "Encoding",
+    "BatchEncoding",
+    "ChatTokenizer",
+    "MissingBosWarning",
     "load",
     "messages_from_pairs",
     "get_json_schema",
@@ -46,6 +52,7 @@ __all__ = [
     "DocumentsError",
     "ToolSchemaError",
     "ContinuationError",
+    "TruncationError",
     "TemplateError",
     "TemplateSyntaxError",
     "TemplateRuntimeError",

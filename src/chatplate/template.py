@@ -180,8 +180,8 @@ class ChatTemplate:
         the oldest whole turns instead, never the system prompt, the last user turn or the
         generation prompt. ``return_offsets`` adds ``(start, end)`` characters per token.
 
-        >>> enc = load("model-dir").encode(messages, add_generation_prompt=True)   # doctest: +SKIP
-        >>> enc.input_ids[:3], enc.text[:20]                                        # doctest: +SKIP
+            enc = load("model-dir").encode(messages, add_generation_prompt=True)
+            enc.input_ids[:3], enc.text[:20]
         """
         from .tokens.encoder import encode_conversations
 
@@ -220,8 +220,8 @@ class ChatTemplate:
         ``padding`` is ``False``, ``True``/``"longest"`` or ``"max_length"``; ``return_tensors``
         ``"np"`` or ``"pt"`` gives arrays (numpy/torch needed only then).
 
-        >>> batch = t.encode_batch(chats, padding=True, return_tensors="np")   # doctest: +SKIP
-        >>> batch["input_ids"].shape                                            # doctest: +SKIP
+            batch = t.encode_batch(chats, padding=True, return_tensors="np")
+            batch["input_ids"].shape
         """
         from .tokens.encoder import batch_from, encode_conversations
 
@@ -267,7 +267,7 @@ class ChatTemplate:
         a list of conversations gives a batch. Only ``sanitize_control_tokens`` defaults to
         ``True`` here: identical output unless data smuggles in control tokens.
 
-        >>> t.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)   # doctest: +SKIP
+            t.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         """
         template = self
         if chat_template is not None:

@@ -23,6 +23,13 @@ SENTENCEPIECE_ONLY_HINT = (
 )
 
 
+# transformers 5.23 tokenizer classes whose class attribute pads on the left; a config that does
+# not say otherwise gets that side there, so it gets it here too.
+_LEFT_PADDING_CLASSES = frozenset(
+    {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer", "CohereTokenizer", "XLNetTokenizer", "Siglip2Tokenizer"}
+)
+
+
 def _token_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -37,8 +44,8 @@ class ChatTokenizer:
     ``config`` is the model's ``tokenizer_config.json`` (optional): bos/eos/pad tokens, padding
     and truncation sides, ``model_max_length`` and the special flags of added tokens come from it.
 
-    >>> tok = ChatTokenizer.from_file("model/tokenizer.json")          # doctest: +SKIP
-    >>> tok.backend.encode("Hello", add_special_tokens=False).ids      # doctest: +SKIP
+        tok = ChatTokenizer.from_file("model/tokenizer.json")
+        tok.backend.encode("Hello", add_special_tokens=False).ids
     """
 
     def __init__(self, backend: tokenizers.Tokenizer, config: Mapping[str, Any] | None = None) -> None:
@@ -58,7 +65,9 @@ class ChatTokenizer:
         self.bos_token = _token_text(self.config.get("bos_token"))
         self.eos_token = _token_text(self.config.get("eos_token"))
         self.pad_token = _token_text(self.config.get("pad_token"))
-        self.padding_side: str = self.config.get("padding_side") or "right"
+        tokenizer_class = str(self.config.get("tokenizer_class") or "").removesuffix("Fast")
+        default_side = "left" if tokenizer_class in _LEFT_PADDING_CLASSES else "right"
+        self.padding_side: str = self.config.get("padding_side") or default_side
         self.truncation_side: str = self.config.get("truncation_side") or "right"
         max_length = self.config.get("model_max_length")
         # transformers writes a huge sentinel (1e30) when the model has no limit.

@@ -1,0 +1,103 @@
+"""Tokens per second of ``ChatTemplate.encode_batch`` against transformers'
+``apply_chat_template(tokenize=True)`` (batched) and against the limit, ``tokenizers``'
+``encode_batch_fast`` on the same prompts already rendered. One run, same tokenizer, same cores.
+
+    python benchmarks/encode.py [--conversations 4000] [--repeats 3] [--tokenizer mistral|llama3|chatml]
+
+The tokenizer is one the tests build offline (the Mistral-7B-Instruct-v0.1 SentencePiece model
+shipped in mistral-common, converted by transformers, by default). Ids are checked identical
+before timing; the best of ``--repeats`` rounds counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import chatplate  # noqa: E402
+from tests import tokenizer_fixtures  # noqa: E402
+
+WORDS = (
+    "the model answers questions about history science cooking travel code and music with care "
+    "précis naïve 東京 данные 🙂 numbers 1234 5678 and punctuation, like this; (or that)!"
+).split()
+
+
+def synthetic_conversations(count: int, seed: int = 0) -> list[list[dict[str, Any]]]:
+    """Multi-turn chats of 100-1500 words, like an SFT set."""
+    rng = random.Random(seed)
+
+    def text(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+    conversations = []
+    for _ in range(count):
+        chat = []
+        for _ in range(rng.randint(1, 4)):
+            chat.append({"role": "user", "content": text(10, 120)})
+            chat.append({"role": "assistant", "content": text(30, 300)})
+        conversations.append(chat)
+    return conversations
+
+
+def best_of(repeats: int, fn: Any) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conversations", type=int, default=4000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokenizer", choices=["mistral", "llama3", "chatml"], default="mistral")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    from transformers import AutoTokenizer
+
+    directory = {
+        "mistral": tokenizer_fixtures.mistral_v1_dir,
+        "llama3": tokenizer_fixtures.llama3_bpe_dir,
+        "chatml": tokenizer_fixtures.chatml_bpe_dir,
+    }[args.tokenizer]()
+    hf = AutoTokenizer.from_pretrained(str(directory))
+    template = chatplate.load(str(directory))
+    conversations = synthetic_conversations(args.conversations)
+
+    ours = template.encode_batch(conversations)["input_ids"]
+    theirs = hf.apply_chat_template(conversations, tokenize=True, return_dict=True)["input_ids"]
+    if ours != theirs:
+        print("IDS DIFFER", file=sys.stderr)
+        return 1
+    tokens = sum(len(ids) for ids in ours)
+    texts = [template.render(c) for c in conversations]
+    backend = template.tokenizer.backend
+
+    t_hf, _ = best_of(args.repeats, lambda: hf.apply_chat_template(conversations, tokenize=True, return_dict=True))
+    t_cp, _ = best_of(args.repeats, lambda: template.encode_batch(conversations))
+    t_limit, _ = best_of(args.repeats, lambda: backend.encode_batch_fast(texts, add_special_tokens=False))
+
+    print(f"tokenizer: {args.tokenizer} ({directory}), conversations: {len(conversations)}, tokens: {tokens}, ids identical: yes")
+    for label, seconds in (
+        ("transformers apply_chat_template(tokenize=True), batched", t_hf),
+        ("chatplate encode_batch (render + encode, sanitized)", t_cp),
+        ("limit: tokenizers encode_batch_fast on pre-rendered text", t_limit),
+    ):
+        print(f"  {label:60s} {tokens / seconds / 1e6:6.2f} M tokens/s")
+    print(f"chatplate vs transformers: {t_hf / t_cp:.2f}x; chatplate vs the limit: {t_limit / t_cp:.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
