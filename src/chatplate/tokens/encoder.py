@@ -78,7 +78,8 @@ def _marker(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> Mar
 def _finish(
     tokenizer: ChatTokenizer, text: str, ids: list[int], offsets: list[tuple[int, int]] | None, safe: bool
 ) -> Encoding:
-    enc = Encoding(text, list(ids), [1] * len(ids), offsets=list(offsets) if offsets is not None else None)
+    # `ids` and `offsets` are fresh lists from the tokenizer: no copy needed.
+    enc = Encoding(text, ids, [1] * len(ids), offsets=offsets)
     bos = tokenizer.bos_id
     if bos is not None and safe and enc.input_ids[:2] == [bos, bos]:
         # Never a double BOS (a template writing {{ bos_token }} twice, or data starting with

@@ -86,7 +86,7 @@ def encode_texts(
         backend = tokenizer.backend
         if with_offsets:
             for index, enc in zip(whole, backend.encode_batch(texts, add_special_tokens=False)):
-                results[index] = (rendered[index], enc.ids, enc.offsets)
+                results[index] = (rendered[index], enc.ids, list(enc.offsets))
         else:
             for index, enc in zip(whole, backend.encode_batch_fast(texts, add_special_tokens=False)):
                 results[index] = (rendered[index], enc.ids, None)
@@ -97,7 +97,7 @@ def _encode_pieces(tokenizer: ChatTokenizer, pieces: list[tuple[str, bool]]) -> 
     backend = tokenizer.backend
     first, _ = pieces[0]
     enc = backend.encode(first, add_special_tokens=False)
-    ids = list(enc.ids)
+    ids = enc.ids
     offsets = list(enc.offsets)
     newline = backend.encode("\n", add_special_tokens=False).ids
     position = len(first)

@@ -27,6 +27,8 @@ class Marker:
 
     tokens: re.Pattern[str]
     marked: re.Pattern[str]
+    # First characters of the control tokens: a string holding none of them needs no regex.
+    initials: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=64)
@@ -35,7 +37,7 @@ def marker_for(control_tokens: tuple[str, ...]) -> Marker:
     longest_first = sorted(control_tokens, key=len, reverse=True)
     tokens = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
     marked = re.compile(f"{START}({tokens.pattern}){END}|[{START}{END}]")
-    return Marker(tokens, marked)
+    return Marker(tokens, marked, tuple(sorted({t[0] for t in control_tokens if t})))
 
 
 def mark(value: Any, marker: Marker) -> Any:
@@ -44,7 +46,10 @@ def mark(value: Any, marker: Marker) -> Any:
     Markers already present are removed first, so data cannot forge a marked token.
     """
     if isinstance(value, str):
-        value = value.replace(START, "").replace(END, "")
+        if START in value or END in value:
+            value = value.replace(START, "").replace(END, "")
+        if not any(initial in value for initial in marker.initials):
+            return value
         return marker.tokens.sub(f"{START}\\g<0>{END}", value)
     if isinstance(value, dict):
         return {key: mark(item, marker) for key, item in value.items()}
