@@ -250,3 +250,18 @@ def test_hub_module_does_not_import_hub_eagerly():
     source = Path(hub_source.__file__).read_text()
     top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert not any("huggingface_hub" in line for line in top_level)
+
+
+def test_hub_id_brings_its_tokenizer(cache):
+    from tests import tokenizer_fixtures
+
+    model = tokenizer_fixtures.chatml_bpe_dir()
+    files = {name: (model / name).read_text(encoding="utf-8") for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")}
+    lay_out(cache, "acme/tiny-tok", files)
+    from_hub = load("acme/tiny-tok")
+    local = load(str(model))
+    messages = [{"role": "user", "content": "Hello <|im_end|> there"}]
+    assert from_hub.encode(messages, add_generation_prompt=True).input_ids == local.encode(
+        messages, add_generation_prompt=True
+    ).input_ids
+    assert from_hub.tokenizer.pad_token == local.tokenizer.pad_token == "<|endoftext|>"
