@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Annotated, Optional
 
 import typer
@@ -39,6 +40,24 @@ VarOpt = Annotated[
 NowOpt = Annotated[Optional[str], typer.Option("--now", help="Time strftime_now reports, ISO 8601 (default: now).")]
 
 
+def _gather(
+    file: str,
+    source: str,
+    name: str | None,
+    revision: str | None,
+    tools: str | None,
+    documents: str | None,
+    var: list[str] | None,
+    now: str | None,
+) -> tuple[datetime | None, Request, ChatTemplate]:
+    """The clock, the request and the template a command works on."""
+    # Options first: a usage mistake should not wait for (or consume) stdin.
+    when = parse_now(now)
+    variables = parse_variables(var or [])
+    request = read_request(file, tools, documents, variables)
+    return when, request, load_template(source, name, revision)
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(
         name="chatplate",
@@ -61,11 +80,7 @@ def build_app() -> typer.Typer:
         var: list[str] | None,
         now: str | None,
     ) -> tuple[str, ChatTemplate, Request]:
-        # Options first: a usage mistake should not wait for (or consume) stdin.
-        when = parse_now(now)
-        variables = parse_variables(var or [])
-        request = read_request(file, tools, documents, variables)
-        chat_template = load_template(template, name, revision)
+        when, request, chat_template = _gather(file, template, name, revision, tools, documents, var, now)
         continuation: bool | str = continue_field or continue_final_message
         text = render_request(
             chat_template,
@@ -144,10 +159,7 @@ def build_app() -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help='Print {"input_ids": [...]} instead of the table.')] = False,
     ) -> None:
         """Show the token ids of the prompt: id and text per token, coloured by role."""
-        when = parse_now(now)
-        variables = parse_variables(var or [])
-        request = read_request(file, tools, documents, variables)
-        chat_template = load_template(model, name, revision)
+        when, request, chat_template = _gather(file, model, name, revision, tools, documents, var, now)
         enc = chat_template.encode(
             request.messages,
             tools=request.tools,

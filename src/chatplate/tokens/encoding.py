@@ -153,6 +153,7 @@ def pad_batch(
             "cannot pad: the tokenizer has no pad token; set pad_token in tokenizer_config.json "
             "(often the EOS token) or encode without padding"
         )
+    pad = pad_id if pad_id is not None else 0  # only used when some row is short, so never 0 by mistake
     padded_ids, padded_masks = [], []
     for row, mask in zip(ids, masks):
         gap = target - len(row)
@@ -160,12 +161,12 @@ def pad_batch(
             padded_ids.append(row)
             padded_masks.append(mask)
         elif padding_side == "right":
-            padded_ids.append(row + [pad_id] * gap)
+            padded_ids.append(row + [pad] * gap)
             padded_masks.append(mask + [0] * gap)
         else:
-            padded_ids.append([pad_id] * gap + row)
+            padded_ids.append([pad] * gap + row)
             padded_masks.append([0] * gap + mask)
-    return padded_ids, padded_masks  # type: ignore[return-value]
+    return padded_ids, padded_masks
 
 
 def to_tensors(rows: list[list[int]], kind: str | None) -> Any:
