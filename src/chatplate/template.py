@@ -9,7 +9,7 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import ChatplateError, ContinuationError, InputError, TemplateNotFoundError
+from .errors import ContinuationError, InputError, TemplateNotFoundError
 from .messages import (
     REASONING_FIELDS,
     alias_reasoning,
@@ -308,11 +308,7 @@ class ChatTemplate:
 
     def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marker | None) -> str:
         """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
-        kw = dict(render_kwargs)
-        return self._render(
-            conversation, kw.pop("tools"), kw.pop("documents"), kw.pop("add_generation_prompt"),
-            kw.pop("continue_final_message"), kw.pop("now"), kw.pop("variables"), False, marker,
-        ).text
+        return self._render(conversation, **render_kwargs, with_spans=False, marker=marker).text
 
     def save(self, directory: str | PathLike[str]) -> list[Path]:
         """Write the templates as transformers 5 does (``chat_template.jinja`` and
@@ -403,8 +399,6 @@ class ChatTemplate:
                 text, spans = engine.render_with_spans(compiled, template_vars, now)
             else:
                 text, spans = engine.render(compiled, template_vars, now), []
-        except ChatplateError:
-            raise
         except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
             raise engine.translate_runtime_error(exc, self._label(name)) from exc
 
@@ -417,14 +411,15 @@ def _render_kwargs(
     tools: Any, documents: Any, add_generation_prompt: bool, continue_final_message: bool | str, now: Any,
     variables: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "tools": tools,
-        "documents": documents,
-        "add_generation_prompt": add_generation_prompt,
-        "continue_final_message": continue_final_message,
-        "now": now,
-        "variables": variables,
-    }
+    """The render arguments an encode call carries to ``_render`` for each conversation."""
+    return dict(
+        tools=tools,
+        documents=documents,
+        add_generation_prompt=add_generation_prompt,
+        continue_final_message=continue_final_message,
+        now=now,
+        variables=variables,
+    )
 
 
 def _load_tokenizer(source: Any, origin: str | None) -> ChatTokenizer:

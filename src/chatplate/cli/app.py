@@ -11,7 +11,7 @@ import typer
 
 from ..sources.registry import DEFAULT_BUILTIN, list_builtins
 from ..template import ChatTemplate
-from .inputs import Request, load_template, parse_now, parse_variables, read_request, render_request
+from .inputs import Request, load_template, parse_now, parse_variables, read_request
 
 FileArg = Annotated[str, typer.Argument(help="Conversation JSON file, or - for stdin.", show_default=True)]
 TemplateOpt = Annotated[
@@ -82,12 +82,12 @@ def build_app() -> typer.Typer:
     ) -> tuple[str, ChatTemplate, Request]:
         when, request, chat_template = _gather(file, template, name, revision, tools, documents, var, now)
         continuation: bool | str = continue_field or continue_final_message
-        text = render_request(
-            chat_template,
-            request,
+        text = chat_template.render(
+            request.messages,
             add_generation_prompt=add_generation_prompt,
             continue_final_message=continuation,
             now=when,
+            **request.arguments(),
         )
         return text, chat_template, request
 
@@ -162,14 +162,12 @@ def build_app() -> typer.Typer:
         when, request, chat_template = _gather(file, model, name, revision, tools, documents, var, now)
         enc = chat_template.encode(
             request.messages,
-            tools=request.tools,
-            documents=request.documents,
             add_generation_prompt=add_generation_prompt,
             continue_final_message=continue_final_message,
             now=when,
             sanitize_control_tokens=not unsafe,
             return_offsets=True,
-            **request.variables,
+            **request.arguments(),
         )
         if as_json:
             sys.stdout.write(json.dumps({"input_ids": enc.input_ids}) + "\n")

@@ -26,6 +26,10 @@ class Request:
     documents: list[Any] | None = None
     variables: dict[str, Any] = field(default_factory=dict)
 
+    def arguments(self) -> dict[str, Any]:
+        """What render and encode take besides the messages: tools, documents, variables."""
+        return {"tools": self.tools, "documents": self.documents, **self.variables}
+
 
 def read_json(path: str, what: str) -> Any:
     """Parse JSON from a file, or from stdin for ``-``; errors name the file, line and column."""
@@ -95,25 +99,6 @@ def parse_now(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not an ISO 8601 time such as 2024-07-26T12:00:00", param_hint="--now") from None
-
-
-def render_request(
-    template: ChatTemplate,
-    request: Request,
-    *,
-    add_generation_prompt: bool,
-    continue_final_message: bool | str,
-    now: datetime | None,
-) -> str:
-    return template.render(
-        request.messages,
-        tools=request.tools,
-        documents=request.documents,
-        add_generation_prompt=add_generation_prompt,
-        continue_final_message=continue_final_message,
-        now=now,
-        **request.variables,
-    )
 
 
 def load_template(source: str, name: str | None, revision: str | None) -> ChatTemplate:

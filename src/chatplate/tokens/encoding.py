@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import InputError, MissingDependencyError
-from .safety import Marker, split_marked
+from .safety import Marker, has_markers, split_marked
 from .tokenizer import ChatTokenizer
 
 __all__ = ["Encoding", "BatchEncoding", "MissingBosWarning"]
@@ -75,7 +75,7 @@ def encode_texts(
     results: list[Any] = [None] * len(rendered)
     whole: list[int] = []
     for index, text in enumerate(rendered):
-        if marker is None or ("\U000f0000" not in text and "\U000f0001" not in text):
+        if marker is None or not has_markers(text):
             whole.append(index)
         else:
             clean, pieces = split_marked(text, marker)

@@ -62,6 +62,7 @@ class ChatTokenizer:
             if text is not None and text in self.added_tokens:
                 special.add(text)
         self.special_tokens: frozenset[str] = frozenset(special)
+        self._control_tokens: dict[str, tuple[str, ...]] = {}
         self.bos_token = _token_text(self.config.get("bos_token"))
         self.eos_token = _token_text(self.config.get("eos_token"))
         self.pad_token = _token_text(self.config.get("pad_token"))
@@ -150,9 +151,16 @@ class ChatTokenizer:
 
     def control_tokens(self, template_text: str) -> tuple[str, ...]:
         """Tokens that data must not produce: every special token, and every other added token the
-        template writes literally (whitespace tokens aside, which templates write as text)."""
-        return tuple(
-            token
-            for token in self.added_tokens
-            if token in self.special_tokens or (token in template_text and not token.isspace())
-        )
+        template writes literally (whitespace tokens aside, which templates write as text).
+
+        Computed once per template: it scans the template text for every added token, and encode
+        calls ask on every call.
+        """
+        tokens = self._control_tokens.get(template_text)
+        if tokens is None:
+            tokens = self._control_tokens[template_text] = tuple(
+                token
+                for token in self.added_tokens
+                if token in self.special_tokens or (token in template_text and not token.isspace())
+            )
+        return tokens
