@@ -31,7 +31,7 @@ from .errors import (
 from .messages import messages_from_pairs
 from .sources import load
 from .template import ChatTemplate, RenderResult
-from .tokens import BatchEncoding, ChatTokenizer, Encoding, MissingBosWarning
+from .tokens import BatchEncoding, ChatTokenizer, Encoding, MissingBosWarning, TokenizerClassWarning
 from .tools import get_json_schema
 
 __version__ = "0.1.0"
@@ -43,6 +43,7 @@ __all__ = [
     "BatchEncoding",
     "ChatTokenizer",
     "MissingBosWarning",
+    "TokenizerClassWarning",
     "load",
     "messages_from_pairs",
     "get_json_schema",

@@ -216,3 +216,60 @@ def test_cli_encode_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, cha
     assert main(["encode", str(path), "--model", str(tokenizer_fixtures.chatml_bpe_dir())]) == 0
     table = capsys.readouterr().out
     assert "control" in table and "user" in table
+
+
+def _model_dir(tmp_path: Path, source: Path, *, config: dict | None = None, model_config: str | None = None) -> Path:
+    import shutil
+
+    target = tmp_path / "model"
+    shutil.copytree(source, target)
+    if config is not None:
+        merged = json.loads((target / "tokenizer_config.json").read_text(encoding="utf-8")) | config
+        (target / "tokenizer_config.json").write_text(json.dumps(merged), encoding="utf-8")
+    if model_config is not None:
+        (target / "config.json").write_text(model_config, encoding="utf-8")
+    return target
+
+
+def test_corrupt_config_json_is_reported(tmp_path: Path) -> None:
+    directory = _model_dir(tmp_path, tokenizer_fixtures.chatml_bpe_dir(), model_config='{"model_type": ')
+    with pytest.raises(chatplate.CorruptSourceError, match="config.json") as info:
+        ChatTokenizer.from_model_dir(directory)
+    assert info.value.path == str(directory / "config.json")
+
+
+def test_unreproduced_tokenizer_class_warns(tmp_path: Path) -> None:
+    directory = _model_dir(tmp_path, tokenizer_fixtures.chatml_bpe_dir(), config={"tokenizer_class": "BertTokenizerFast"})
+    with pytest.warns(chatplate.TokenizerClassWarning, match="BertTokenizer"):
+        tokenizer = ChatTokenizer.from_model_dir(directory)
+    assert (tokenizer.tokenizer_class, tokenizer.rebuilt) == ("BertTokenizer", False)
+    # The file is then used as it is.
+    raw = tokenizer_fixtures.chatml_bpe_dir() / "tokenizer.json"
+    from tokenizers import Tokenizer
+
+    assert tokenizer.backend.encode("Hello  world", add_special_tokens=False).ids == Tokenizer.from_file(str(raw)).encode(
+        "Hello  world", add_special_tokens=False
+    ).ids
+
+
+def test_rebuild_class_over_a_non_bpe_file_warns(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    directory = tmp_path / "wordlevel"
+    directory.mkdir()
+    backend = Tokenizer(models.WordLevel({"hello": 0, "world": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPT2Tokenizer"}), encoding="utf-8")
+    with pytest.warns(chatplate.TokenizerClassWarning, match="BPE"):
+        tokenizer = ChatTokenizer.from_model_dir(directory)
+    assert tokenizer.backend.encode("hello world", add_special_tokens=False).ids == [0, 1]
+    assert not tokenizer.rebuilt
+
+
+def test_rebuilt_class_is_recorded(tmp_path: Path) -> None:
+    qwen = _model_dir(tmp_path, tokenizer_fixtures.chatml_bpe_dir(), model_config=json.dumps({"model_type": "qwen2"}))
+    tokenizer = ChatTokenizer.from_model_dir(qwen)
+    assert (tokenizer.tokenizer_class, tokenizer.rebuilt) == ("Qwen2Tokenizer", True)
+    plain = ChatTokenizer.from_model_dir(tokenizer_fixtures.chatml_bpe_dir())
+    assert (plain.tokenizer_class, plain.rebuilt) == ("TokenizersBackend", False)

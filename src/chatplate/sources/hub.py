@@ -29,7 +29,8 @@ from .model_dir import (
 
 __all__ = ["read_hub", "fetch_hub_files", "hub_cache_dir", "hub_offline", "HUB_FILES"]
 
-# Where templates can be; the tokenizer files come along for encoding.
+# Where templates can be; the tokenizer files come along for encoding (config.json's model type
+# decides, as in transformers, which tokenizer class is built from tokenizer.json).
 TEMPLATE_FILES = (
     TOKENIZER_CONFIG_FILE,
     CHAT_TEMPLATE_FILE,
@@ -37,7 +38,7 @@ TEMPLATE_FILES = (
     SPECIAL_TOKENS_MAP_FILE,
     f"{CHAT_TEMPLATE_DIR}/*.jinja",
 )
-HUB_FILES = (*TEMPLATE_FILES, "tokenizer.json", "tokenizer.model")
+HUB_FILES = (*TEMPLATE_FILES, "tokenizer.json", "tokenizer.model", "config.json")
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 

@@ -3,7 +3,8 @@
 Imports ``tokenizers`` only when a tokenizer is actually loaded.
 """
 
+from .classes import TokenizerClassWarning
 from .encoding import BatchEncoding, Encoding, MissingBosWarning
 from .tokenizer import ChatTokenizer
 
-__all__ = ["BatchEncoding", "ChatTokenizer", "Encoding", "MissingBosWarning"]
+__all__ = ["BatchEncoding", "ChatTokenizer", "Encoding", "MissingBosWarning", "TokenizerClassWarning"]

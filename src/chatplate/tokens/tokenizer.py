@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptSourceError, SourceError
+from .classes import GENERIC, build_backend
 
 if TYPE_CHECKING:
     import tokenizers
@@ -30,6 +31,20 @@ _LEFT_PADDING_CLASSES = frozenset(
 )
 
 
+_NAMED_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON config file's object, ``{}`` when the file is absent; a clear error when corrupt."""
+    if not path.is_file():
+        return {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptSourceError(f"{path}: not valid JSON ({exc})", path=str(path)) from exc
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def _token_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -48,25 +63,35 @@ class ChatTokenizer:
         tok.backend.encode("Hello", add_special_tokens=False).ids
     """
 
-    def __init__(self, backend: tokenizers.Tokenizer, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        backend: tokenizers.Tokenizer,
+        config: Mapping[str, Any] | None = None,
+        *,
+        tokenizer_class: str = GENERIC,
+        rebuilt: bool = False,
+        special_tokens: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.backend = backend
         self.config: dict[str, Any] = dict(config or {})
+        # The transformers class this tokenizer mirrors, and whether that class's own pipeline
+        # replaced the file's (see chatplate.tokens.classes).
+        self.tokenizer_class = tokenizer_class
+        self.rebuilt = rebuilt
+        if special_tokens is None:
+            special_tokens = {key: _token_text(self.config.get(key)) for key in _NAMED_TOKENS}
         added = backend.get_added_tokens_decoder()
         self.added_tokens: dict[str, int] = {token.content: index for index, token in added.items()}
         special = {token.content for token in added.values() if token.special}
         for entry in (self.config.get("added_tokens_decoder") or {}).values():
             if isinstance(entry, Mapping) and entry.get("special") and isinstance(entry.get("content"), str):
                 special.add(entry["content"])
-        for key in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"):
-            text = _token_text(self.config.get(key))
-            if text is not None and text in self.added_tokens:
-                special.add(text)
+        special.update(text for text in special_tokens.values() if text is not None and text in self.added_tokens)
         self.special_tokens: frozenset[str] = frozenset(special)
         self._control_tokens: dict[str, tuple[str, ...]] = {}
-        self.bos_token = _token_text(self.config.get("bos_token"))
-        self.eos_token = _token_text(self.config.get("eos_token"))
-        self.pad_token = _token_text(self.config.get("pad_token"))
-        tokenizer_class = str(self.config.get("tokenizer_class") or "").removesuffix("Fast")
+        self.bos_token = special_tokens.get("bos_token")
+        self.eos_token = special_tokens.get("eos_token")
+        self.pad_token = special_tokens.get("pad_token")
         default_side = "left" if tokenizer_class in _LEFT_PADDING_CLASSES else "right"
         self.padding_side: str = self.config.get("padding_side") or default_side
         self.truncation_side: str = self.config.get("truncation_side") or "right"
@@ -76,41 +101,43 @@ class ChatTokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], config: Mapping[str, Any] | None = None) -> ChatTokenizer:
-        """Load ``tokenizer.json``; errors say which file and what is wrong."""
-        from tokenizers import Tokenizer
-
-        path = Path(path)
-        if not path.is_file():
-            raise SourceError(f"tokenizer file not found: {path}", source=str(path))
-        try:
-            backend = Tokenizer.from_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - the Rust side raises plain Exceptions
-            raise CorruptSourceError(
-                f"{path} is not a valid tokenizer.json ({str(exc).splitlines()[0][:200]}); re-save it with "
-                "transformers or tokenizers",
-                path=str(path),
-            ) from exc
-        return cls(backend, config)
+        """Load ``tokenizer.json`` (with ``config``, a parsed ``tokenizer_config.json``, if given);
+        errors say which file and what is wrong."""
+        return cls._build(Path(path), dict(config or {}), None)
 
     @classmethod
     def from_model_dir(cls, directory: str | os.PathLike[str]) -> ChatTokenizer:
-        """Load ``tokenizer.json`` with the settings of ``tokenizer_config.json`` beside it."""
+        """Load the tokenizer transformers' ``AutoTokenizer.from_pretrained(directory)`` builds:
+        ``tokenizer.json`` with the settings of ``tokenizer_config.json`` and the model type of
+        ``config.json`` beside it, which decide the tokenizer class and its pipeline."""
         root = Path(directory)
-        config: dict[str, Any] = {}
-        config_path = root / "tokenizer_config.json"
-        if config_path.is_file():
-            try:
-                loaded = json.loads(config_path.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise CorruptSourceError(f"{config_path}: not valid JSON ({exc})", path=str(config_path)) from exc
-            if isinstance(loaded, dict):
-                config = loaded
         tokenizer_path = root / "tokenizer.json"
         if not tokenizer_path.is_file() and (root / "tokenizer.model").is_file():
             raise SourceError(
                 f"cannot encode with {root}: " + SENTENCEPIECE_ONLY_HINT.format(dir=root), source=str(root)
             )
-        return cls.from_file(tokenizer_path, config)
+        return cls._build(tokenizer_path, _read_json_object(root / "tokenizer_config.json"), _read_json_object(root / "config.json"))
+
+    @classmethod
+    def _build(cls, path: Path, config: dict[str, Any], model_config: dict[str, Any] | None) -> ChatTokenizer:
+        if not path.is_file():
+            raise SourceError(f"tokenizer file not found: {path}", source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+            built = build_backend(text, config, model_config, origin=str(path))
+        except Exception as exc:  # noqa: BLE001 - json, UnicodeDecodeError and the Rust side's plain Exceptions
+            raise CorruptSourceError(
+                f"{path} is not a valid tokenizer.json ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
+                "re-save it with transformers or tokenizers",
+                path=str(path),
+            ) from exc
+        return cls(
+            built.tokenizer,
+            config,
+            tokenizer_class=built.tokenizer_class,
+            rebuilt=built.rebuilt,
+            special_tokens=built.special_tokens,
+        )
 
     # -- ids -------------------------------------------------------------------------------
 
