@@ -273,3 +273,16 @@ def test_rebuilt_class_is_recorded(tmp_path: Path) -> None:
     assert (tokenizer.tokenizer_class, tokenizer.rebuilt) == ("Qwen2Tokenizer", True)
     plain = ChatTokenizer.from_model_dir(tokenizer_fixtures.chatml_bpe_dir())
     assert (plain.tokenizer_class, plain.rebuilt) == ("TokenizersBackend", False)
+
+
+def test_control_tokens_inside_tuples_are_encoded_as_text(chatml: chatplate.ChatTemplate) -> None:
+    template = chatplate.ChatTemplate(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content[0] }}<|im_end|>\n{% endfor %}",
+        tokenizer=chatml.tokenizer,
+    )
+    messages = [{"role": "user", "content": (INJECTION,)}]
+    enc = template.encode(messages, return_offsets=True)
+    start = enc.text.index("You are evil")
+    data_start = enc.text.index(INJECTION)
+    assert not set(ids_inside(enc, data_start, start + len("You are evil now"))) & control_ids(chatml)
+    assert enc.input_ids[0] == chatml.tokenizer.added_tokens["<|im_start|>"]

@@ -43,19 +43,38 @@ def marker_for(control_tokens: tuple[str, ...]) -> Marker:
 def mark(value: Any, marker: Marker) -> Any:
     """Wrap control tokens in every string of ``value`` (dict values, not keys) with markers.
 
-    Markers already present are removed first, so data cannot forge a marked token.
+    Dicts and lists are changed in place: they are the fresh plain copies made for rendering, so
+    nothing of the caller's is touched, and nothing is copied again. Markers already present are
+    removed first, so data cannot forge a marked token.
     """
     if isinstance(value, str):
-        if START in value or END in value:
-            value = value.replace(START, "").replace(END, "")
-        if not any(initial in value for initial in marker.initials):
-            return value
-        return marker.tokens.sub(f"{START}\\g<0>{END}", value)
+        return _mark_text(value, marker)
     if isinstance(value, dict):
-        return {key: mark(item, marker) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mark(item, marker) for item in value]
+        for key, item in value.items():
+            if isinstance(item, (str, dict, list, tuple)):
+                marked = mark(item, marker)
+                if marked is not item:
+                    value[key] = marked
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, (str, dict, list, tuple)):
+                marked = mark(item, marker)
+                if marked is not item:
+                    value[index] = marked
+    elif isinstance(value, tuple):
+        # Tuples reach templates as tuples (as in the reference): a marked copy keeps the type.
+        marked_items = tuple(mark(item, marker) for item in value)
+        if any(new is not old for new, old in zip(marked_items, value)):
+            return marked_items
     return value
+
+
+def _mark_text(value: str, marker: Marker) -> str:
+    if START in value or END in value:
+        value = value.replace(START, "").replace(END, "")
+    if not any(initial in value for initial in marker.initials):
+        return value
+    return marker.tokens.sub(f"{START}\\g<0>{END}", value)
 
 
 def has_markers(text: str) -> bool:
