@@ -13,7 +13,8 @@
      │    ├── TemplateSyntaxError         does not compile (line, column, excerpt with a caret)
      │    ├── TemplateRuntimeError        failed while rendering (line)
      │    │    └── TemplateSecurityError  the sandbox stopped an unsafe operation
-     │    └── TemplateRaisedError         the template called raise_exception(message)
+     │    ├── TemplateRaisedError         the template called raise_exception(message)
+     │    └── MaskError                   the trained part of a turn cannot be found (index)
      ├── SourceError                      a template could not be loaded
      │    ├── TemplateNotFoundError (LookupError)   nothing found where we looked (looked_for)
      │    │    └── UnknownBuiltinError    no built-in by that name (suggestions)
@@ -41,6 +42,7 @@ __all__ = [
     "TemplateRuntimeError",
     "TemplateSecurityError",
     "TemplateRaisedError",
+    "MaskError",
     "SourceError",
     "TemplateNotFoundError",
     "UnknownBuiltinError",
@@ -149,6 +151,14 @@ class TemplateSecurityError(TemplateRuntimeError):
 
 class TemplateRaisedError(TemplateError):
     """The template called ``raise_exception(message)``; ``str(error)`` is that message verbatim."""
+
+
+class MaskError(TemplateError):
+    """Training masks cannot be derived for a turn: the template does not render the
+    conversation up to that turn, or renders the turn differently once later turns exist, so
+    what the model produces for it cannot be located. ``index`` is the message's."""
+
+    index: int | None = None
 
 
 class SourceError(ChatplateError):

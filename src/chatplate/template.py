@@ -169,6 +169,10 @@ class ChatTemplate:
         truncation: bool | str = False,
         max_length: int | None = None,
         return_offsets: bool = False,
+        return_assistant_mask: bool = False,
+        train_roles: Sequence[str] | None = None,
+        train_end_of_turn: bool = True,
+        train_last_turn_only: bool = False,
         **variables: Any,
     ) -> Encoding:
         """Render and encode one conversation with the attached tokenizer.
@@ -180,8 +184,17 @@ class ChatTemplate:
         the oldest whole turns instead, never the system prompt, the last user turn or the
         generation prompt. ``return_offsets`` adds ``(start, end)`` characters per token.
 
+        ``return_assistant_mask`` adds ``enc.assistant_mask`` (1 for each token the model is
+        trained to produce) and ``enc.labels`` (those ids, -100 elsewhere), from the template's
+        ``{% generation %}`` blocks or, without them, derived for any template: a turn's text
+        after the generation prompt through its end-of-turn marker. ``train_roles`` (default
+        the assistant), ``train_end_of_turn`` (default yes) and ``train_last_turn_only`` choose
+        what is trained; a message with ``"train": False`` is never trained.
+
             enc = load("model-dir").encode(messages, add_generation_prompt=True)
             enc.input_ids[:3], enc.text[:20]
+            enc = load("model-dir").encode(chat, return_assistant_mask=True)
+            enc.labels[:5]
         """
         from .tokens.encoder import encode_conversations
 
@@ -194,6 +207,7 @@ class ChatTemplate:
             truncation=truncation,
             max_length=max_length,
             return_offsets=return_offsets,
+            masks=_mask_options(return_assistant_mask, train_roles, train_end_of_turn, train_last_turn_only),
         )
         return encoding
 
@@ -213,12 +227,18 @@ class ChatTemplate:
         max_length: int | None = None,
         return_tensors: str | None = None,
         return_offsets: bool = False,
+        return_assistant_mask: bool = False,
+        train_roles: Sequence[str] | None = None,
+        train_end_of_turn: bool = True,
+        train_last_turn_only: bool = False,
         **variables: Any,
     ) -> BatchEncoding:
         """Encode many conversations; the tokenizer runs once for the batch, on its own threads.
 
         ``padding`` is ``False``, ``True``/``"longest"`` or ``"max_length"``; ``return_tensors``
-        ``"np"`` or ``"pt"`` gives arrays (numpy/torch needed only then).
+        ``"np"`` or ``"pt"`` gives arrays (numpy/torch needed only then). With
+        ``return_assistant_mask`` (options as in :meth:`encode`) the batch also holds
+        ``assistant_masks`` and ``labels``, padded with 0 and -100.
 
             batch = t.encode_batch(chats, padding=True, return_tensors="np")
             batch["input_ids"].shape
@@ -234,6 +254,7 @@ class ChatTemplate:
             truncation=truncation,
             max_length=max_length,
             return_offsets=return_offsets,
+            masks=_mask_options(return_assistant_mask, train_roles, train_end_of_turn, train_last_turn_only),
         )
         return batch_from(
             encodings,
@@ -260,6 +281,7 @@ class ChatTemplate:
         return_tensors: str | None = None,
         return_dict: bool = True,
         tokenizer_kwargs: Mapping[str, Any] | None = None,
+        return_assistant_tokens_mask: bool = False,
         **kwargs: Any,
     ) -> Any:
         """transformers' ``tokenizer.apply_chat_template``, same keywords and return shapes:
@@ -288,6 +310,8 @@ class ChatTemplate:
         if not tokenize:
             texts = [template.render(c, **common) for c in conversations]
             return texts if batched else texts[0]
+        if return_assistant_tokens_mask and not return_dict:
+            raise InputError("return_assistant_tokens_mask=True needs return_dict=True (and tokenize=True)")
         extra = dict(tokenizer_kwargs or {})
         padding_side = extra.pop("padding_side", None)
         if extra:
@@ -300,6 +324,7 @@ class ChatTemplate:
             truncation=truncation,
             max_length=max_length,
             return_tensors=return_tensors,
+            return_assistant_mask=return_assistant_tokens_mask,
             **common,
         )
         if not batched and return_tensors is None:
@@ -420,6 +445,14 @@ def _render_kwargs(
         now=now,
         variables=variables,
     )
+
+
+def _mask_options(wanted: bool, roles: Any, end_of_turn: bool, last_turn_only: bool) -> Any:
+    if not wanted:
+        return None
+    from .training.masks import MaskOptions
+
+    return MaskOptions.from_arguments(roles, end_of_turn, last_turn_only, None)
 
 
 def _load_tokenizer(source: Any, origin: str | None) -> ChatTokenizer:

@@ -61,6 +61,16 @@ def literal_text(source: str) -> str:
     return "\0".join(sorted(literals))
 
 
+@functools.lru_cache(maxsize=256)
+def has_generation_blocks(source: str) -> bool:
+    """Whether the template marks assistant output with ``{% generation %}`` blocks."""
+    ast = ENVIRONMENT.parse(source)
+    return any(
+        isinstance(node.call.node, jinja2.nodes.ExtensionAttribute) and node.call.node.name == "_generation"
+        for node in ast.find_all(jinja2.nodes.CallBlock)
+    )
+
+
 def _syntax_error(source: str, exc: jinja2.TemplateSyntaxError, template_name: str | None) -> TemplateSyntaxError:
     lineno = exc.lineno
     lines = _NEWLINE.split(source)

@@ -16,6 +16,7 @@ from .tokenizer import ChatTokenizer
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
+    from ..training.masks import MaskOptions
 
 __all__ = ["encode_conversations", "batch_from"]
 
@@ -30,27 +31,76 @@ def encode_conversations(
     truncation: bool | str,
     max_length: int | None,
     return_offsets: bool,
+    masks: MaskOptions | None = None,
 ) -> list[Encoding]:
-    """Encode each conversation; one batched tokenizer call for all of them."""
-    marker = _marker(template, tokenizer, render_kwargs.get("tools")) if sanitize_control_tokens else None
+    """Encode each conversation; one batched tokenizer call for all of them.
+
+    With ``masks``, each encoding also gets ``assistant_mask`` and ``labels``.
+    """
+    marker = _marker(template, tokenizer, render_kwargs.get("tools"))
+    render = _Renderer(template, render_kwargs, marker if sanitize_control_tokens else None, marker, masks)
     if truncation == "turns":
-        return [
-            _encode_by_turns(template, tokenizer, c, render_kwargs, marker, max_length, return_offsets, sanitize_control_tokens)
+        encodings = [
+            _encode_by_turns(render, tokenizer, c, max_length, return_offsets, sanitize_control_tokens)
             for c in conversations
         ]
-    if truncation not in (False, True):
+    elif truncation not in (False, True):
         raise InputError(f"truncation: expected False, True or 'turns', got {truncation!r}")
-    rendered = [template._render_marked(c, render_kwargs, marker) for c in conversations]
-    encodings = [
-        _finish(tokenizer, text, ids, offsets, sanitize_control_tokens)
-        for text, ids, offsets in encode_texts(tokenizer, rendered, marker, return_offsets)
-    ]
-    if truncation:
-        limit = _limit(tokenizer, max_length)
-        if limit is not None:
-            for enc in encodings:
-                _cut(enc, limit, tokenizer.truncation_side)
+    else:
+        encodings = _encode_rendered(render, tokenizer, [render(c) for c in conversations], return_offsets, sanitize_control_tokens)
+        if truncation:
+            limit = _limit(tokenizer, max_length)
+            if limit is not None:
+                for enc in encodings:
+                    _cut(enc, limit, tokenizer.truncation_side)
+    if masks is not None:
+        from ..training.masks import labels_from
+
+        for enc in encodings:
+            assert enc.assistant_mask is not None
+            enc.labels = labels_from(enc.input_ids, enc.assistant_mask)
     _warn_missing_bos(encodings)
+    return encodings
+
+
+class _Renderer:
+    """Renders one conversation for encoding: the marked text and, with masks, its trained spans."""
+
+    def __init__(
+        self, template: ChatTemplate, render_kwargs: dict[str, Any], marker: Marker | None, control: Marker,
+        masks: MaskOptions | None,
+    ) -> None:
+        self.template, self.render_kwargs, self.marker, self.control, self.masks = template, render_kwargs, marker, control, masks
+
+    def __call__(self, conversation: Any) -> tuple[str, list[tuple[int, int]] | None]:
+        if self.masks is None:
+            return self.template._render_marked(conversation, self.render_kwargs, self.marker), None
+        from ..training.masks import conversation_spans
+
+        return conversation_spans(self.template, conversation, self.render_kwargs, self.marker, self.control, self.masks)
+
+
+def _encode_rendered(
+    render: _Renderer,
+    tokenizer: ChatTokenizer,
+    rendered: list[tuple[str, list[tuple[int, int]] | None]],
+    return_offsets: bool,
+    safe: bool,
+) -> list[Encoding]:
+    with_masks = render.masks is not None
+    texts = [text for text, _ in rendered]
+    encodings = []
+    for (marked, spans), (text, ids, offsets) in zip(rendered, encode_texts(tokenizer, texts, render.marker, return_offsets or with_masks)):
+        mask = None
+        if spans is not None:
+            from ..training.masks import clean_positions, token_mask
+
+            assert offsets is not None
+            mask = token_mask(offsets, clean_positions(marked, spans))
+        enc = _finish(tokenizer, text, ids, offsets if return_offsets or with_masks else None, safe, mask)
+        if with_masks and not return_offsets:
+            enc.offsets = None
+        encodings.append(enc)
     return encodings
 
 
@@ -63,11 +113,8 @@ def batch_from(
     padding_side: str | None,
     return_tensors: str | None,
 ) -> BatchEncoding:
-    ids, masks = pad_batch(encodings, tokenizer, padding, max_length, padding_side or tokenizer.padding_side)
-    return BatchEncoding(
-        {"input_ids": to_tensors(ids, return_tensors), "attention_mask": to_tensors(masks, return_tensors)},
-        encodings,
-    )
+    columns = pad_batch(encodings, tokenizer, padding, max_length, padding_side or tokenizer.padding_side)
+    return BatchEncoding({name: to_tensors(rows, return_tensors) for name, rows in columns.items()}, encodings)
 
 
 def _marker(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> Marker:
@@ -76,17 +123,23 @@ def _marker(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> Mar
 
 
 def _finish(
-    tokenizer: ChatTokenizer, text: str, ids: list[int], offsets: list[tuple[int, int]] | None, safe: bool
+    tokenizer: ChatTokenizer,
+    text: str,
+    ids: list[int],
+    offsets: list[tuple[int, int]] | None,
+    safe: bool,
+    mask: list[int] | None = None,
 ) -> Encoding:
     # `ids` and `offsets` are fresh lists from the tokenizer: no copy needed.
-    enc = Encoding(text, ids, [1] * len(ids), offsets=offsets)
+    enc = Encoding(text, ids, [1] * len(ids), offsets=offsets, assistant_mask=mask)
     bos = tokenizer.bos_id
     if bos is not None and safe and enc.input_ids[:2] == [bos, bos]:
         # Never a double BOS (a template writing {{ bos_token }} twice, or data starting with
         # one): the reference keeps both, so only sanitize_control_tokens=False does too.
         del enc.input_ids[0], enc.attention_mask[0]
-        if enc.offsets is not None:
-            del enc.offsets[0]
+        for extra in (enc.offsets, enc.assistant_mask):
+            if extra is not None:
+                del extra[0]
         enc.removed_duplicate_bos = True
     enc.missing_bos = tokenizer.adds_bos and (not enc.input_ids or enc.input_ids[0] != bos)
     return enc
@@ -108,15 +161,15 @@ def _cut(enc: Encoding, limit: int, side: str) -> None:
     enc.attention_mask = enc.attention_mask[keep]
     if enc.offsets is not None:
         enc.offsets = enc.offsets[keep]
+    if enc.assistant_mask is not None:
+        enc.assistant_mask = enc.assistant_mask[keep]
     enc.truncated = True
 
 
 def _encode_by_turns(
-    template: ChatTemplate,
+    render: _Renderer,
     tokenizer: ChatTokenizer,
     conversation: Any,
-    render_kwargs: dict[str, Any],
-    marker: Marker | None,
     max_length: int | None,
     return_offsets: bool,
     safe: bool,
@@ -136,12 +189,9 @@ def _encode_by_turns(
     enc = None
     for dropped_to in candidates:
         kept = messages[:head] + messages[dropped_to:]
-        text = template._render_marked(kept, render_kwargs, marker)
-        [(clean, ids, offsets)] = encode_texts(tokenizer, [text], marker, return_offsets)
-        enc = _finish(tokenizer, clean, ids, offsets, safe)
+        [enc] = _encode_rendered(render, tokenizer, [render(kept)], return_offsets, safe)
         enc.dropped_turns = sum(1 for s in starts if s < dropped_to)
         if len(enc.input_ids) <= limit:
-            _warn_missing_bos([enc])
             return enc
     assert enc is not None
     raise TruncationError(

@@ -28,6 +28,8 @@ class Encoding:
     """One encoded prompt.
 
     ``offsets`` (when asked for) are ``(start, end)`` character offsets into ``text`` per token.
+    ``assistant_mask`` and ``labels`` (with ``return_assistant_mask``): 1 for each token the
+    model is trained to produce, and the ids there with ``-100`` elsewhere.
     ``missing_bos`` reports a prompt without the BOS the tokenizer would normally add;
     ``truncated`` and ``dropped_turns`` say what truncation removed.
     """
@@ -36,6 +38,8 @@ class Encoding:
     input_ids: list[int]
     attention_mask: list[int]
     offsets: list[tuple[int, int]] | None = None
+    assistant_mask: list[int] | None = None
+    labels: list[int] | None = None
     missing_bos: bool = False
     removed_duplicate_bos: bool = False
     truncated: bool = False
@@ -131,12 +135,20 @@ def pad_batch(
     padding: Padding,
     max_length: int | None,
     padding_side: str,
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Pad ids and masks as transformers does (``True``/``"longest"`` or ``"max_length"``)."""
-    ids = [e.input_ids for e in encodings]
-    masks = [e.attention_mask for e in encodings]
+) -> dict[str, list[list[int]]]:
+    """The batch's columns, padded as transformers pads (``True``/``"longest"`` or
+    ``"max_length"``): ``input_ids`` with the pad id, ``attention_mask`` with 0, and, when the
+    encodings carry masks, ``assistant_masks`` with 0 and ``labels`` with -100."""
+    columns: dict[str, list[list[int]]] = {
+        "input_ids": [e.input_ids for e in encodings],
+        "attention_mask": [e.attention_mask for e in encodings],
+    }
+    if encodings and all(e.assistant_mask is not None for e in encodings):
+        columns["assistant_masks"] = [e.assistant_mask for e in encodings]  # type: ignore[misc]
+        columns["labels"] = [e.labels if e.labels is not None else [] for e in encodings]
     if padding in (False, "do_not_pad"):
-        return ids, masks
+        return columns
+    ids = columns["input_ids"]
     if padding in (True, "longest"):
         target = max((len(x) for x in ids), default=0)
     elif padding == "max_length":
@@ -153,20 +165,21 @@ def pad_batch(
             "cannot pad: the tokenizer has no pad token; set pad_token in tokenizer_config.json "
             "(often the EOS token) or encode without padding"
         )
-    pad = pad_id if pad_id is not None else 0  # only used when some row is short, so never 0 by mistake
-    padded_ids, padded_masks = [], []
-    for row, mask in zip(ids, masks):
-        gap = target - len(row)
-        if gap <= 0:
-            padded_ids.append(row)
-            padded_masks.append(mask)
-        elif padding_side == "right":
-            padded_ids.append(row + [pad] * gap)
-            padded_masks.append(mask + [0] * gap)
-        else:
-            padded_ids.append([pad] * gap + row)
-            padded_masks.append([0] * gap + mask)
-    return padded_ids, padded_masks
+    fill = {"input_ids": pad_id if pad_id is not None else 0, "attention_mask": 0, "assistant_masks": 0, "labels": -100}
+    padded: dict[str, list[list[int]]] = {}
+    for name, rows in columns.items():
+        value = fill[name]
+        out = []
+        for row in rows:
+            gap = target - len(row)
+            if gap <= 0:
+                out.append(row)
+            elif padding_side == "right":
+                out.append(row + [value] * gap)
+            else:
+                out.append([value] * gap + row)
+        padded[name] = out
+    return padded
 
 
 def to_tensors(rows: list[list[int]], kind: str | None) -> Any:

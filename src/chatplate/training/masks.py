@@ -1,0 +1,245 @@
+"""Which characters of a rendered conversation the model is trained to produce.
+
+Two sources of spans, one result (character spans in the rendered text):
+
+- ``{% generation %}`` blocks, where the template has them (as transformers reads them);
+- otherwise derived, for any template: what the template renders for a turn after the
+  generation prompt (the rendering of the conversation up to that turn with
+  ``add_generation_prompt=True``), through the turn's end-of-turn marker (its last control
+  token). Derivation renders each trained turn's prefixes, so it costs two extra renders per
+  trained turn.
+
+Spans become token masks in :func:`token_mask` by one rule: a token is trained when its
+characters overlap a span, so a token straddling a span edge is trained.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import engine
+from ..errors import ChatplateError, InputError, MaskError
+from ..messages import validate_conversation
+from ..tokens.safety import END, START, Marker
+
+if TYPE_CHECKING:
+    from ..template import ChatTemplate
+
+__all__ = ["MaskOptions", "conversation_spans", "token_mask", "labels_from"]
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class MaskOptions:
+    """What is trained.
+
+    ``roles``: the roles whose turns are trained (default the assistant's). ``end_of_turn``:
+    train the end-of-turn marker after each turn (default yes: a model that never learns it does
+    not stop). ``last_turn_only``: train only the last trained turn. ``derive``: ignore
+    ``{% generation %}`` blocks and derive the spans (``None``, the default, uses the blocks
+    when the template has them). A message with ``"train": False`` is never trained.
+    """
+
+    roles: frozenset[str] = frozenset({"assistant"})
+    end_of_turn: bool = True
+    last_turn_only: bool = False
+    derive: bool | None = None
+
+    @classmethod
+    def from_arguments(
+        cls, roles: Sequence[str] | str | None, end_of_turn: bool, last_turn_only: bool, derive: bool | None
+    ) -> MaskOptions:
+        if roles is None:
+            chosen = frozenset({"assistant"})
+        elif isinstance(roles, str):
+            chosen = frozenset({roles})
+        else:
+            chosen = frozenset(roles)
+        if not chosen or not all(isinstance(role, str) for role in chosen):
+            raise InputError(f"train_roles: expected role names, got {roles!r}")
+        return cls(chosen, bool(end_of_turn), bool(last_turn_only), derive)
+
+
+def conversation_spans(
+    template: ChatTemplate,
+    conversation: Any,
+    render_kwargs: dict[str, Any],
+    marker: Marker | None,
+    eot: Marker,
+    options: MaskOptions,
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render ``conversation`` (with control-token ``marker`` s, if any) and return the text and
+    its trained character spans, sorted and disjoint, in that (marked) text.
+
+    ``eot`` holds the tokenizer's control tokens: the end-of-turn marker of a turn is the last
+    one the template writes in it.
+    """
+    if render_kwargs.get("continue_final_message"):
+        raise InputError("continue_final_message cannot be combined with training masks (the last turn is open)")
+    messages = validate_conversation(conversation)
+    # "train" is chatplate's annotation, not message data: templates never see it.
+    trained = [message.pop("train", True) is not False for message in messages]
+    source = template.templates[template._pick(render_kwargs.get("tools"))]
+    use_blocks = engine.has_generation_blocks(source) if options.derive is None else not options.derive
+    if use_blocks:
+        result = template._render(messages, **render_kwargs, with_spans=True, marker=marker)
+        text, spans = result.text, [(s, e) for s, e in result.generation_spans if e > s]
+        default_selection = options.roles == {"assistant"} and all(trained)
+        if not default_selection:
+            # Which message a block belongs to: the derived turn it overlaps.
+            turns = _derived_turns(template, messages, text, render_kwargs, marker, eot, options.roles)
+            keep = [(s, e) for s, e, index in turns if trained[index]]
+            spans = [(s, e) for s, e in spans if any(s < ke and e > ks for ks, ke in keep)]
+        # A block's span is what the template marks, as transformers reads it.
+        if not options.end_of_turn:
+            spans = [_through_end_of_turn(text, s, e, eot, False) for s, e in spans]
+    else:
+        text = template._render(messages, **render_kwargs, with_spans=False, marker=marker).text
+        turns = _derived_turns(template, messages, text, render_kwargs, marker, eot, options.roles)
+        spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns if trained[index]]
+    spans = sorted((s, e) for s, e in spans if e > s)
+    if options.last_turn_only and spans:
+        spans = spans[-1:]
+    return text, spans
+
+
+def _derived_turns(
+    template: ChatTemplate,
+    messages: list[dict[str, Any]],
+    text: str,
+    render_kwargs: dict[str, Any],
+    marker: Marker | None,
+    eot: Marker,
+    roles: frozenset[str],
+) -> list[tuple[int, int, int]]:
+    """``(start, end, message index)`` of each turn of ``roles`` in ``text`` (the whole
+    conversation rendered): from the end of the turn's generation prompt to the end of what the
+    template renders for the turn."""
+    turns: list[tuple[int, int, int]] = []
+    cursor = 0
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role not in roles:
+            continue
+        prefix = _render_prefix(template, messages[:index], render_kwargs, marker, role == "assistant") if index else ""
+        turn = _render_prefix(template, messages[: index + 1], render_kwargs, marker, False)
+        if prefix is None or turn is None:
+            raise MaskError(
+                f"messages[{index}]: cannot derive what the model produces for this {role} turn: the template "
+                "does not render the conversation up to it; use a template with {% generation %} blocks",
+                index=index,
+            )
+        start = len(os.path.commonprefix([prefix, turn]))
+        piece = turn[start:]
+        if text[:start] == turn[:start] and start >= cursor:
+            # The usual case: the conversation renders as its prefixes do.
+            end = start + len(os.path.commonprefix([piece, text[start:]]))
+            if end - start < len(piece):
+                end = _end_in(text, start, piece, eot)
+        else:
+            # The template renders earlier turns differently once later turns exist: find this
+            # turn's own text after the previous one.
+            located = text.find(_trim(piece, eot), cursor) if _trim(piece, eot) else -1
+            if located < 0:
+                raise MaskError(
+                    f"messages[{index}]: cannot find what the template renders for this {role} turn in the "
+                    "whole conversation (the template rewrites it once later turns exist); use a template with "
+                    "{% generation %} blocks",
+                    index=index,
+                )
+            start, end = located, located + len(_trim(piece, eot))
+        turns.append((start, end, index))
+        cursor = max(cursor, end)
+    return turns
+
+
+def _render_prefix(
+    template: ChatTemplate, messages: list[dict[str, Any]], render_kwargs: dict[str, Any], marker: Marker | None,
+    generation_prompt: bool,
+) -> str | None:
+    kwargs = {**render_kwargs, "add_generation_prompt": generation_prompt, "continue_final_message": False}
+    try:
+        return template._render(messages, **kwargs, with_spans=False, marker=marker).text
+    except ChatplateError:
+        return None
+
+
+def _control_matches(text: str, eot: Marker, start: int, end: int) -> list[re.Match[str]]:
+    # Tokens that data carried in (marked) are text, not end-of-turn markers.
+    return [m for m in eot.tokens.finditer(text, start, end) if not (m.start() > 0 and text[m.start() - 1] == START)]
+
+
+def _trim(piece: str, eot: Marker) -> str:
+    """``piece`` cut after its last control token (or its trailing whitespace if it has none)."""
+    found = _control_matches(piece, eot, 0, len(piece))
+    return piece[: found[-1].end()] if found else piece.rstrip()
+
+
+def _end_in(text: str, start: int, piece: str, eot: Marker) -> int:
+    """Where the turn ``piece`` (rendered as the last turn) ends in ``text``, where it renders
+    differently: at the first occurrence of its end-of-turn marker after ``start``."""
+    found = _control_matches(piece, eot, 0, len(piece))
+    if found:
+        marker_text = found[-1].group()
+        at = text.find(marker_text, start)
+        if at >= 0:
+            return at + len(marker_text)
+    return start + len(os.path.commonprefix([piece, text[start:]]))
+
+
+def _through_end_of_turn(text: str, start: int, end: int, eot: Marker, include: bool) -> tuple[int, int]:
+    """Cut a span after its end-of-turn marker: the last control token the template wrote in it
+    with only whitespace after it. Without such a marker, trailing whitespace is cut. With
+    ``include=False`` the marker itself is left out too."""
+    found = _control_matches(text, eot, start, end)
+    if found and not text[found[-1].end() : end].strip():
+        return (start, found[-1].end()) if include else (start, found[-1].start())
+    stripped = text[start:end].rstrip()
+    return start, start + len(stripped)
+
+
+def clean_positions(text: str, positions: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans in marked text mapped into the text without markers (markers are removed there)."""
+    if not (START in text or END in text):
+        return positions
+    marks = [i for i, char in enumerate(text) if char == START or char == END]
+
+    def clean(position: int) -> int:
+        return position - bisect.bisect_left(marks, position)
+
+    return [(clean(s), clean(e)) for s, e in positions]
+
+
+def token_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
+    """1 for every token whose characters overlap a span, 0 elsewhere (zero-width tokens: 0).
+
+    >>> token_mask([(0, 3), (3, 5), (5, 9), (9, 10)], [(4, 9)])
+    [0, 1, 1, 0]
+    """
+    mask = [0] * len(offsets)
+    if not spans:
+        return mask
+    ends = [e for _, e in spans]
+    for index, (start, end) in enumerate(offsets):
+        if end <= start:
+            continue
+        # The first span ending after this token's start; trained if it starts before its end.
+        at = bisect.bisect_right(ends, start)
+        if at < len(spans) and spans[at][0] < end:
+            mask[index] = 1
+    return mask
+
+
+def labels_from(input_ids: Sequence[int], mask: Sequence[int]) -> list[int]:
+    """The ids where trained, ``-100`` (ignored by the loss) elsewhere.
+
+    >>> labels_from([5, 6, 7], [0, 1, 1])
+    [-100, 6, 7]
+    """
+    return [token if keep else IGNORE_INDEX for token, keep in zip(input_ids, mask)]
