@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .. import engine
 from ..errors import ChatplateError, InputError, MaskError
 from ..messages import validate_conversation
-from ..tokens.safety import END, START, Marker
+from ..tokens.safety import END, START, Marker, mark
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
@@ -119,8 +119,9 @@ def _derived_turns(
     roles: frozenset[str],
 ) -> list[tuple[int, int, int]]:
     """``(start, end, message index)`` of each turn of ``roles`` in ``text`` (the whole
-    conversation rendered): from the end of the turn's generation prompt to the end of what the
-    template renders for the turn."""
+    conversation rendered): from the end of the turn's generation prompt to where the rendering
+    of the conversation up to that turn and ``text`` part (what a template adds after the final
+    message only, such as a closing EOS, is not the turn's)."""
     turns: list[tuple[int, int, int]] = []
     cursor = 0
     for index, message in enumerate(messages):
@@ -136,27 +137,73 @@ def _derived_turns(
                 index=index,
             )
         start = len(os.path.commonprefix([prefix, turn]))
-        piece = turn[start:]
-        if text[:start] == turn[:start] and start >= cursor:
-            # The usual case: the conversation renders as its prefixes do.
-            end = start + len(os.path.commonprefix([piece, text[start:]]))
-            if end - start < len(piece):
-                end = _end_in(text, start, piece, eot)
-        else:
-            # The template renders earlier turns differently once later turns exist: find this
-            # turn's own text after the previous one.
-            located = text.find(_trim(piece, eot), cursor) if _trim(piece, eot) else -1
-            if located < 0:
-                raise MaskError(
-                    f"messages[{index}]: cannot find what the template renders for this {role} turn in the "
-                    "whole conversation (the template rewrites it once later turns exist); use a template with "
-                    "{% generation %} blocks",
-                    index=index,
-                )
-            start, end = located, located + len(_trim(piece, eot))
-        turns.append((start, end, index))
-        cursor = max(cursor, end)
+        content = _last_text(message.get("content"))
+        if marker is not None and content:
+            content = mark(content, marker)  # as the data reaches the rendered text
+        rendered_content = bool(content) and content in turn[start:]
+        # The prefix is trusted only if the turn before this one ends inside it (a template may
+        # render earlier messages elsewhere once there are more of them: a system prompt moved
+        # into the last user turn, say).
+        before = _last_text(messages[index - 1].get("content")) if index else ""
+        if marker is not None and before:
+            before = mark(before, marker)
+        stable = start >= cursor and text.startswith(turn[:start]) and not (before and before in turn and before not in turn[:start])
+        span = None
+        if stable:
+            end = _turn_end(text, turn, start, eot)
+            if not rendered_content or content in text[start:end]:
+                span = (start, end)
+        if span is None and rendered_content:
+            # The template renders this turn differently once later turns exist (reasoning
+            # dropped from history, say): the turn is its content, through the marker after it.
+            at = text.find(content, cursor)
+            if at >= 0:
+                end = at + len(content)
+                following = eot.tokens.match(text, end + len(text[end:]) - len(text[end:].lstrip()))
+                span = (at, following.end() if following else end)
+        if span is None and stable:
+            span = (start, _turn_end(text, turn, start, eot))
+        if span is None:
+            raise MaskError(
+                f"messages[{index}]: cannot find what the template renders for this {role} turn in the whole "
+                "conversation (it renders the turn differently once later turns exist); use a template with "
+                "{% generation %} blocks",
+                index=index,
+            )
+        turns.append((span[0], span[1], index))
+        cursor = span[1]
     return turns
+
+
+def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
+    """Where the turn starting at ``start`` ends in ``text``: where ``text`` and ``turn`` (the
+    conversation rendered up to this turn) part. That point is moved back out of any control
+    token it falls in (``<|end|>`` and ``<|endoftext|>`` share ``<|``). When the turn rendered
+    last closes with one marker and ``text`` closes it with another (``<|return|>`` and
+    ``<|end|>``), the one in ``text`` is the turn's."""
+    end = start + len(os.path.commonprefix([turn[start:], text[start:]]))
+    for source in (turn, text):
+        for match in _control_matches(source, eot, max(start, end - 64), min(len(source), end + 64)):
+            if match.start() < end < match.end():
+                end = match.start()
+    rest_of_turn = turn[end:]
+    closing = eot.tokens.match(rest_of_turn)
+    if closing and not rest_of_turn[closing.end():].strip() and not _control_matches(text, eot, start, end):
+        instead = eot.tokens.match(text, end)
+        if instead:
+            end = instead.end()
+    return end
+
+
+def _last_text(content: Any) -> str:
+    """The message's last piece of text (stripped), to find the turn by."""
+    if isinstance(content, str):
+        return content.strip()
+    if isinstance(content, list):
+        for part in reversed(content):
+            if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"].strip():
+                return part["text"].strip()
+    return ""
 
 
 def _render_prefix(
@@ -173,24 +220,6 @@ def _render_prefix(
 def _control_matches(text: str, eot: Marker, start: int, end: int) -> list[re.Match[str]]:
     # Tokens that data carried in (marked) are text, not end-of-turn markers.
     return [m for m in eot.tokens.finditer(text, start, end) if not (m.start() > 0 and text[m.start() - 1] == START)]
-
-
-def _trim(piece: str, eot: Marker) -> str:
-    """``piece`` cut after its last control token (or its trailing whitespace if it has none)."""
-    found = _control_matches(piece, eot, 0, len(piece))
-    return piece[: found[-1].end()] if found else piece.rstrip()
-
-
-def _end_in(text: str, start: int, piece: str, eot: Marker) -> int:
-    """Where the turn ``piece`` (rendered as the last turn) ends in ``text``, where it renders
-    differently: at the first occurrence of its end-of-turn marker after ``start``."""
-    found = _control_matches(piece, eot, 0, len(piece))
-    if found:
-        marker_text = found[-1].group()
-        at = text.find(marker_text, start)
-        if at >= 0:
-            return at + len(marker_text)
-    return start + len(os.path.commonprefix([piece, text[start:]]))
 
 
 def _through_end_of_turn(text: str, start: int, end: int, eot: Marker, include: bool) -> tuple[int, int]:
