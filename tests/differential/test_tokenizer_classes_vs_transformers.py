@@ -290,13 +290,11 @@ def test_model_type_tables_equal_transformers() -> None:
 
     assert classes._OVERRIDDEN_HUB_CLASS == frozenset(auto.MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS)
     generic = {"TokenizersBackend", "PreTrainedTokenizerFast", "PythonBackend"}
-    theirs = {}
-    for model_type, name in auto.TOKENIZER_MAPPING_NAMES.items():
-        if name is None:
-            continue
-        name = "TokenizersBackend" if name in generic else name.removesuffix("Fast")
-        if name == "TokenizersBackend" or name == "MistralCommonBackend" or name in classes._PIPELINES or name == "Siglip2Tokenizer":
-            theirs[model_type] = name
+    theirs = {
+        model_type: "TokenizersBackend" if name in generic else name.removesuffix("Fast")
+        for model_type, name in auto.TOKENIZER_MAPPING_NAMES.items()
+        if name is not None
+    }
     assert {k: v.removesuffix("Fast") for k, v in classes._CLASS_OF_MODEL_TYPE.items()} == theirs
 
 

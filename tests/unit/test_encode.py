@@ -252,6 +252,16 @@ def test_unreproduced_tokenizer_class_warns(tmp_path: Path) -> None:
     ).ids
 
 
+def test_unreproduced_class_from_the_model_type_warns(tmp_path: Path) -> None:
+    config = json.loads((tokenizer_fixtures.chatml_bpe_dir() / "tokenizer_config.json").read_text(encoding="utf-8"))
+    del config["tokenizer_class"]
+    directory = _model_dir(tmp_path, tokenizer_fixtures.chatml_bpe_dir(), model_config=json.dumps({"model_type": "xlm-roberta"}))
+    (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.warns(chatplate.TokenizerClassWarning, match="XLMRobertaTokenizer"):
+        tokenizer = ChatTokenizer.from_model_dir(directory)
+    assert (tokenizer.tokenizer_class, tokenizer.rebuilt) == ("XLMRobertaTokenizer", False)
+
+
 def test_rebuild_class_over_a_non_bpe_file_warns(tmp_path: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
