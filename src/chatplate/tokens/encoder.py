@@ -87,21 +87,9 @@ def _encode_rendered(
     return_offsets: bool,
     safe: bool,
 ) -> list[Encoding]:
-    with_masks = render.masks is not None
-    texts = [text for text, _ in rendered]
-    encodings = []
-    for (marked, spans), (text, ids, offsets) in zip(rendered, encode_texts(tokenizer, texts, render.marker, return_offsets or with_masks)):
-        mask = None
-        if spans is not None:
-            from ..training.masks import clean_positions, token_mask
-
-            assert offsets is not None
-            mask = token_mask(offsets, clean_positions(marked, spans))
-        enc = _finish(tokenizer, text, ids, offsets if return_offsets or with_masks else None, safe, mask)
-        if with_masks and not return_offsets:
-            enc.offsets = None
-        encodings.append(enc)
-    return encodings
+    spans = [spans for _, spans in rendered] if render.masks is not None else None
+    encoded = encode_texts(tokenizer, [text for text, _ in rendered], render.marker, return_offsets, spans)
+    return [_finish(tokenizer, text, ids, offsets, safe, mask) for text, ids, offsets, mask in encoded]
 
 
 def batch_from(

@@ -65,17 +65,24 @@ class BatchEncoding(dict):  # type: ignore[type-arg]
             raise AttributeError(name) from None
 
 
+Spans = list[tuple[int, int]]
+
+
 def encode_texts(
     tokenizer: ChatTokenizer,
     rendered: Sequence[str],
     marker: Marker | None,
     with_offsets: bool,
-) -> list[tuple[str, list[int], list[tuple[int, int]] | None]]:
-    """Encode rendered prompts (markers included, if any) as ``(text, ids, offsets)``.
+    spans: Sequence[Spans | None] | None = None,
+) -> list[tuple[str, list[int], list[tuple[int, int]] | None, list[int] | None]]:
+    """Encode rendered prompts (markers included, if any) as ``(text, ids, offsets, mask)``.
 
     Prompts without marked tokens are encoded whole, in one batched call into the tokenizer's
     Rust threads; only prompts carrying marked control tokens are encoded piece by piece.
+    ``spans`` (character spans per prompt, in the marked text) give each prompt its token mask.
     """
+    from ..training.masks import clean_positions, mask_from_encoding, token_mask
+
     results: list[Any] = [None] * len(rendered)
     whole: list[int] = []
     for index, text in enumerate(rendered):
@@ -84,16 +91,23 @@ def encode_texts(
         else:
             clean, pieces = split_marked(text, marker)
             ids, offsets = _encode_pieces(tokenizer, pieces)
-            results[index] = (clean, ids, offsets if with_offsets else None)
+            wanted = spans[index] if spans is not None else None
+            mask = token_mask(offsets, clean_positions(text, wanted)) if wanted is not None else None
+            results[index] = (clean, ids, offsets if with_offsets else None, mask)
     if whole:
         texts = [rendered[i] for i in whole]
         backend = tokenizer.backend
-        if with_offsets:
+        if with_offsets or spans is not None:
             for index, enc in zip(whole, backend.encode_batch(texts, add_special_tokens=False)):
-                results[index] = (rendered[index], enc.ids, list(enc.offsets))
+                wanted = spans[index] if spans is not None else None
+                ids = enc.ids
+                # Masks from the encoding itself: reading every offset into Python costs more
+                # than the tokenizer call.
+                mask = mask_from_encoding(enc, len(ids), wanted) if wanted is not None else None
+                results[index] = (rendered[index], ids, list(enc.offsets) if with_offsets else None, mask)
         else:
             for index, enc in zip(whole, backend.encode_batch_fast(texts, add_special_tokens=False)):
-                results[index] = (rendered[index], enc.ids, None)
+                results[index] = (rendered[index], enc.ids, None, None)
     return results
 
 

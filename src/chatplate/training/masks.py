@@ -30,7 +30,7 @@ from ..tokens.safety import END, START, Marker, mark
 if TYPE_CHECKING:
     from ..template import ChatTemplate
 
-__all__ = ["MaskOptions", "conversation_spans", "token_mask", "labels_from"]
+__all__ = ["MaskOptions", "conversation_spans", "token_mask", "mask_from_encoding", "labels_from"]
 
 IGNORE_INDEX = -100
 
@@ -119,7 +119,8 @@ def _derived_turns(
     roles: frozenset[str],
 ) -> list[tuple[int, int, int]]:
     """``(start, end, message index)`` of each turn of ``roles`` in ``text`` (the whole
-    conversation rendered): from the end of the turn's generation prompt to where the rendering
+    conversation rendered): from the end of the turn's generation prompt (for roles other than
+    the assistant's, which have none, from the end of the previous turn) to where the rendering
     of the conversation up to that turn and ``text`` part (what a template adds after the final
     message only, such as a closing EOS, is not the turn's)."""
     turns: list[tuple[int, int, int]] = []
@@ -262,6 +263,22 @@ def token_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, in
         at = bisect.bisect_right(ends, start)
         if at < len(spans) and spans[at][0] < end:
             mask[index] = 1
+    return mask
+
+
+def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, int]]) -> list[int]:
+    """:func:`token_mask` for a ``tokenizers.Encoding`` of the unmarked text, read through its
+    ``char_to_token`` at the span edges instead of every token's offsets."""
+    mask = [0] * length
+    for start, end in spans:
+        first = next((t for t in map(encoding.char_to_token, range(start, end)) if t is not None), None)
+        if first is None:
+            continue
+        last = next(t for t in map(encoding.char_to_token, range(end - 1, start - 1, -1)) if t is not None)
+        # Several tokens can share the last character (byte fallback): all of them overlap.
+        while last + 1 < length and (chars := encoding.token_to_chars(last + 1)) is not None and chars[0] < end:
+            last += 1
+        mask[first : last + 1] = [1] * (last + 1 - first)
     return mask
 
 
