@@ -91,6 +91,15 @@ class ChatTemplate:
         self._tokenizer_source = tokenizer
         self._tokenizer: ChatTokenizer | None = tokenizer if isinstance(tokenizer, ChatTokenizer) else None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled templates do not pickle: worker processes get the sources and compile them
+        # again (cached by source there), with the tokenizer as it is (loaded or not).
+        return (
+            _rebuild_template,
+            (self.templates, self.bos_token, self.eos_token, self.special_tokens, self.origin,
+             self._tokenizer if self._tokenizer is not None else self._tokenizer_source),
+        )
+
     @property
     def tokenizer(self) -> ChatTokenizer:
         """The attached tokenizer, loaded on first use (rendering never needs it)."""
@@ -445,6 +454,12 @@ def _render_kwargs(
         now=now,
         variables=variables,
     )
+
+
+def _rebuild_template(
+    templates: dict[str, str], bos_token: Any, eos_token: Any, special_tokens: dict[str, str], origin: Any, tokenizer: Any
+) -> ChatTemplate:
+    return ChatTemplate(templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer)
 
 
 def _mask_options(wanted: bool, roles: Any, end_of_turn: bool, last_turn_only: bool) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import engine
-from ..errors import InputError, TruncationError
+from ..errors import ChatplateError, InputError, TruncationError
 from ..messages import validate_conversation
 from .encoding import BatchEncoding, Encoding, MissingBosWarning, Padding, encode_texts, pad_batch, to_tensors
 from .safety import Marker, marker_for
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..template import ChatTemplate
     from ..training.masks import MaskOptions
 
-__all__ = ["encode_conversations", "batch_from"]
+__all__ = ["encode_conversations", "encode_examples", "batch_from"]
 
 
 def encode_conversations(
@@ -53,14 +53,49 @@ def encode_conversations(
             if limit is not None:
                 for enc in encodings:
                     _cut(enc, limit, tokenizer.truncation_side)
-    if masks is not None:
-        from ..training.masks import labels_from
-
-        for enc in encodings:
-            assert enc.assistant_mask is not None
-            enc.labels = labels_from(enc.input_ids, enc.assistant_mask)
+    _label(encodings)
     _warn_missing_bos(encodings)
     return encodings
+
+
+def encode_examples(
+    template: ChatTemplate,
+    tokenizer: ChatTokenizer,
+    examples: Sequence[tuple[Any, dict[str, Any]]],
+    *,
+    sanitize_control_tokens: bool,
+    masks: MaskOptions | None,
+    turns_max_length: int | None = None,
+) -> list[Encoding | ChatplateError]:
+    """Encode independent ``(conversation, render_kwargs)`` examples (each with its own tools):
+    a failing example gives its error in its place, the rest are tokenized in one batched call.
+    ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does."""
+    results: list[Encoding | ChatplateError | None] = [None] * len(examples)
+    pending: dict[Marker, list[tuple[int, _Renderer, tuple[str, list[tuple[int, int]] | None]]]] = {}
+    for index, (conversation, render_kwargs) in enumerate(examples):
+        marker = _marker(template, tokenizer, render_kwargs.get("tools"))
+        render = _Renderer(template, render_kwargs, marker if sanitize_control_tokens else None, marker, masks)
+        try:
+            if turns_max_length is not None:
+                results[index] = _encode_by_turns(render, tokenizer, conversation, turns_max_length, False, sanitize_control_tokens)
+            else:
+                pending.setdefault(marker, []).append((index, render, render(conversation)))
+        except ChatplateError as exc:
+            results[index] = exc
+    for group in pending.values():
+        encodings = _encode_rendered(group[0][1], tokenizer, [item for _, _, item in group], False, sanitize_control_tokens)
+        for (index, _, _), enc in zip(group, encodings):
+            results[index] = enc
+    _label([r for r in results if isinstance(r, Encoding)])
+    return results  # type: ignore[return-value]
+
+
+def _label(encodings: list[Encoding]) -> None:
+    from ..training.masks import labels_from
+
+    for enc in encodings:
+        if enc.assistant_mask is not None:
+            enc.labels = labels_from(enc.input_ids, enc.assistant_mask)
 
 
 class _Renderer:
