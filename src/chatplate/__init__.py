@@ -27,6 +27,7 @@ from .errors import (
     TemplateSyntaxError,
     ToolSchemaError,
     TruncationError,
+    RecordError,
     UnknownBuiltinError,
 )
 from .messages import messages_from_pairs
@@ -34,6 +35,7 @@ from .sources import load
 from .template import ChatTemplate, RenderResult
 from .tokens import BatchEncoding, ChatTokenizer, Encoding, MissingBosWarning, TokenizerClassWarning
 from .tools import get_json_schema
+from .training import PrepareSummary, RejectedRowsWarning, prepare, prepare_dataset
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,11 @@ __all__ = [
     "load",
     "messages_from_pairs",
     "get_json_schema",
+    "prepare",
+    "prepare_dataset",
+    "PrepareSummary",
+    "RecordError",
+    "RejectedRowsWarning",
     "ChatplateError",
     "InputError",
     "ConversationError",

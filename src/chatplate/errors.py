@@ -8,7 +8,8 @@
      │    ├── DocumentsError              documents that are not dicts (index)
      │    ├── ToolSchemaError             a Python function that cannot become a tool schema
      │    ├── ContinuationError           continue_final_message cannot be honoured
-     │    └── TruncationError             a prompt cannot fit max_length (max_length, shortest)
+     │    ├── TruncationError             a prompt cannot fit max_length (max_length, shortest)
+     │    └── RecordError                 a dataset record that is no conversation (reason, row)
      ├── TemplateError                    the template itself failed
      │    ├── TemplateSyntaxError         does not compile (line, column, excerpt with a caret)
      │    ├── TemplateRuntimeError        failed while rendering (line)
@@ -37,6 +38,7 @@ __all__ = [
     "ToolSchemaError",
     "ContinuationError",
     "TruncationError",
+    "RecordError",
     "TemplateError",
     "TemplateSyntaxError",
     "TemplateRuntimeError",
@@ -120,6 +122,15 @@ class TruncationError(InputError):
 
     max_length: int | None = None
     shortest: int | None = None
+
+
+class RecordError(InputError):
+    """A dataset record that cannot become a training conversation. ``reason`` is the short code
+    counted in the run's summary (``unknown_format``, ``bad_role``, ...); ``row`` is the record's
+    row in the input, when known."""
+
+    reason: str | None = None
+    row: int | None = None
 
 
 class TemplateError(ChatplateError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import datetime
 from typing import Annotated, Optional
 
@@ -56,6 +57,36 @@ def _gather(
     variables = parse_variables(var or [])
     request = read_request(file, tools, documents, variables)
     return when, request, load_template(source, name, revision)
+
+
+class _progress:
+    """A rich progress line (rows, tokens, rates) while ``prepare`` runs; silent with ``quiet``."""
+
+    def __init__(self, console: object, quiet: bool) -> None:
+        self.console, self.quiet, self.bar, self.task = console, quiet, None, None
+
+    def __enter__(self) -> object:
+        if self.quiet:
+            return None
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            SpinnerColumn(), TextColumn("{task.fields[rows]:,} rows · {task.fields[tokens]:,} tokens"),
+            TextColumn("· {task.fields[rate]}"), TimeElapsedColumn(), console=self.console, transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("prepare", rows=0, tokens=0, rate="")
+        self.started = time.perf_counter()
+        return self.update
+
+    def update(self, rows: int, tokens: int) -> None:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        rate = f"{rows / seconds:,.0f} rows/s, {tokens / seconds / 1e6:.2f} M tokens/s"
+        self.bar.update(self.task, rows=rows, tokens=tokens, rate=rate)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def build_app() -> typer.Typer:
@@ -177,6 +208,51 @@ def build_app() -> typer.Typer:
         from .view import token_table
 
         Console(highlight=False).print(token_table(enc, request.messages, chat_template.tokenizer))
+
+    @app.command()
+    def prepare(
+        input: Annotated[str, typer.Argument(help="Dataset: .jsonl, .json, .parquet or a save_to_disk directory.")],
+        output: Annotated[str, typer.Option("--output", "-o", help="Where to write: .parquet, .jsonl or a directory (HF dataset).")],
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model directory (tokenizer.json + template) or hub id.")
+        ],
+        record_format: Annotated[
+            Optional[str],
+            typer.Option("--format", help="Record format: openai, sharegpt, pairs, alpaca, prompt_completion (default: detect per record)."),
+        ] = None,
+        max_length: Annotated[Optional[int], typer.Option("--max-length", help="Longest row in tokens.")] = None,
+        truncation: Annotated[
+            str, typer.Option("--truncation", help="Rows over --max-length: drop (reject), tokens (cut) or turns (drop oldest turns).")
+        ] = "drop",
+        workers: Annotated[Optional[int], typer.Option("--workers", help="Processes (default: all cores).")] = None,
+        engine: Annotated[str, typer.Option("--engine", help="local (processes) or ray.")] = "local",
+        ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="An existing Ray cluster.")] = None,
+        errors: Annotated[Optional[str], typer.Option("--errors", help="Errors file (default: OUTPUT.errors.jsonl).")] = None,
+        on_error: Annotated[str, typer.Option("--on-error", help="skip (write to the errors file) or fail (stop at the first).")] = "skip",
+        train_roles: Annotated[
+            Optional[list[str]], typer.Option("--train-role", help="Role whose turns are trained (repeatable; default assistant).")
+        ] = None,
+        no_end_of_turn: Annotated[bool, typer.Option("--no-train-end-of-turn", help="Do not train the end-of-turn marker.")] = False,
+        last_turn_only: Annotated[bool, typer.Option("--last-turn-only", help="Train only the last trained turn.")] = False,
+        name: NameOpt = None,
+        revision: RevisionOpt = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Turn a dataset of conversations into input_ids, attention_mask and labels, on all cores."""
+        from rich.console import Console
+
+        from ..training.pipeline import prepare as run
+
+        chat_template = load_template(model, name, revision)
+        console = Console(stderr=True, highlight=False)
+        with _progress(console, quiet) as report:
+            summary = run(
+                input, output, chat_template, format=record_format, max_length=max_length, truncation=truncation,
+                workers=workers, engine=engine, ray_address=ray_address, errors=errors, on_error=on_error,
+                train_roles=train_roles, train_end_of_turn=not no_end_of_turn, train_last_turn_only=last_turn_only,
+                progress=report,
+            )
+        console.print(str(summary), markup=False)
 
     @app.command("list")
     def list_command(

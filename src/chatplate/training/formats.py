@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, RecordError
 from ..messages import is_pair_history, messages_from_pairs
 
-__all__ = ["FORMATS", "Example", "RecordError", "detect_format", "to_example"]
+__all__ = ["FORMATS", "Example", "detect_format", "to_example"]
 
 FORMATS = ("openai", "sharegpt", "pairs", "alpaca", "prompt_completion")
 
@@ -42,14 +42,6 @@ _SHAREGPT_ROLES = {
     "tool": "tool",
     "function": "tool",
 }
-
-
-class RecordError(InputError):
-    """A dataset record that cannot become a conversation. ``reason`` is a short code counted in
-    the run's summary; ``row`` is the record's row in the input (when known)."""
-
-    reason: str | None = None
-    row: int | None = None
 
 
 @dataclass
