@@ -282,10 +282,23 @@ def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, in
     return mask
 
 
-def labels_from(input_ids: Sequence[int], mask: Sequence[int]) -> list[int]:
+def labels_from(input_ids: Sequence[int], mask: list[int]) -> list[int]:
     """The ids where trained, ``-100`` (ignored by the loss) elsewhere.
 
     >>> labels_from([5, 6, 7], [0, 1, 1])
     [-100, 6, 7]
     """
-    return [token if keep else IGNORE_INDEX for token, keep in zip(input_ids, mask)]
+    labels = [IGNORE_INDEX] * len(input_ids)
+    # Copy each trained run as a slice: runs are few, tokens many.
+    start, length = 0, len(mask)
+    while True:
+        try:
+            start = mask.index(1, start)
+        except ValueError:
+            return labels
+        try:
+            end = mask.index(0, start)
+        except ValueError:
+            end = length
+        labels[start:end] = input_ids[start:end]
+        start = end

@@ -65,8 +65,19 @@ def arrow_schema() -> Any:
 def to_arrow(columns: Columns) -> Any:
     """One chunk's columns as a ``pyarrow.RecordBatch`` (built where the chunk was encoded)."""
     pa, _ = _pyarrow()
-    schema = arrow_schema()
-    return pa.record_batch([pa.array(columns[name], type=schema.field(name).type) for name in COLUMNS], schema=schema)
+    ids = pa.array(columns["input_ids"], type=pa.list_(pa.int32()))
+    # Every kept token is attended to: the mask is the ids' shape filled with ones.
+    ones = pa.Array.from_buffers(pa.int8(), len(ids.values), [None, pa.py_buffer(b"\x01" * len(ids.values))])
+    return pa.record_batch(
+        [
+            ids,
+            pa.ListArray.from_arrays(ids.offsets, ones),
+            pa.array(columns["labels"], type=pa.list_(pa.int32())),
+            pa.array(columns["n_tokens"], type=pa.int32()),
+            pa.array(columns["n_trained"], type=pa.int32()),
+        ],
+        schema=arrow_schema(),
+    )
 
 
 class _ParquetWriter:

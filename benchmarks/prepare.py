@@ -1,0 +1,163 @@
+"""Dataset preparation with training masks: ``chatplate prepare`` to Parquet against
+transformers, one run, same machine, same cores.
+
+    python benchmarks/prepare.py [--conversations 20000] [--workers 2] [--memory-rows 200000]
+
+Measured on the same synthetic SFT conversations (multi-turn, 100-1500 words each) and the same
+real tokenizer (Mistral-7B-Instruct-v0.1's SentencePiece model from mistral-common, converted by
+transformers) with a Mistral template that marks the assistant's turns with
+``{% generation %}`` (transformers produces masks only then):
+
+(a) transformers ``apply_chat_template(..., tokenize=True, return_assistant_tokens_mask=True)``,
+    one conversation at a time;
+(b) the same, batched, through ``datasets.Dataset.map(num_proc=WORKERS)``;
+(c) the limit: ``tokenizers`` ``encode_batch_fast`` on the texts already rendered, on its own
+    threads;
+and chatplate: ``prepare`` from JSONL to Parquet, end to end (reading, validating, rendering,
+masks, tokenizing, writing). Masks are checked equal to transformers' on a sample first.
+With ``--memory-rows``, the peak memory of ``prepare`` on the conversations and on that many rows
+is measured in fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import chatplate  # noqa: E402
+from encode import synthetic_conversations  # noqa: E402
+from tests import tokenizer_fixtures  # noqa: E402
+
+# Mistral-7B-Instruct-v0.1's template, with the assistant's output in a generation block.
+TRAINING_TEMPLATE = """\
+{{- bos_token }}
+{%- for message in messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- if message['role'] == 'user' %}
+        {{- '[INST] ' + message['content'] + ' [/INST]' }}
+    {%- elif message['role'] == 'assistant' %}
+        {%- generation %}{{- ' ' + message['content'] + eos_token }}{%- endgeneration %}
+    {%- endif %}
+{%- endfor %}
+"""
+
+
+def model_dir(root: Path) -> Path:
+    target = root / "mistral-training"
+    shutil.copytree(tokenizer_fixtures.mistral_v1_dir(), target)
+    (target / "chat_template.jinja").write_text(TRAINING_TEMPLATE, encoding="utf-8")
+    return target
+
+
+def write_jsonl(path: Path, conversations: list[Any], repeat_to: int | None = None) -> Path:
+    rows = repeat_to or len(conversations)
+    with path.open("w", encoding="utf-8") as handle:
+        for index in range(rows):
+            handle.write(json.dumps({"messages": conversations[index % len(conversations)]}) + "\n")
+    return path
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def peak_memory(directory: Path, source: Path, workers: int) -> tuple[int, int]:
+    """Peak RSS (MiB) of the driver and of the largest worker, for one prepare run."""
+    code = (
+        "import resource, sys, chatplate\n"
+        f"chatplate.prepare({str(source)!r}, {str(source.with_suffix('.parquet'))!r}, "
+        f"chatplate.load({str(directory)!r}), workers={workers})\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return int(out[-2]) // 1024, int(out[-1]) // 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conversations", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-rows", type=int, default=0, help="also compare peak memory with this many rows")
+    parser.add_argument("--check", type=int, default=300, help="conversations whose masks are compared first")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    import datasets
+    from transformers import AutoTokenizer
+
+    datasets.disable_progress_bars()
+    root = Path(tempfile.mkdtemp(prefix="chatplate-bench-"))
+    try:
+        directory = model_dir(root)
+        conversations = synthetic_conversations(args.conversations)
+        source = write_jsonl(root / "train.jsonl", conversations)
+        hf = AutoTokenizer.from_pretrained(str(directory))
+        template = chatplate.load(str(directory))
+
+        def reference(conversation: Any) -> Any:
+            return hf.apply_chat_template(conversation, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+
+        for conversation in conversations[: args.check]:
+            ours = template.encode(conversation, return_assistant_mask=True)
+            theirs = reference(conversation)
+            if ours.input_ids != theirs["input_ids"] or ours.assistant_mask != theirs["assistant_masks"]:
+                print("MASKS DIFFER", file=sys.stderr)
+                return 1
+
+        t_ours, summary = timed(lambda: chatplate.prepare(source, root / "train.parquet", template, workers=args.workers))
+        tokens = summary.tokens
+        texts = [template.render(c) for c in conversations]
+        backend = template.tokenizer.backend
+        t_limit, _ = timed(lambda: backend.encode_batch_fast(texts, add_special_tokens=False))
+        t_row, _ = timed(lambda: [reference(c) for c in conversations])
+
+        def batched(batch: dict[str, list[Any]]) -> dict[str, Any]:
+            out = hf.apply_chat_template(batch["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+            return {"input_ids": out["input_ids"], "assistant_masks": out["assistant_masks"]}
+
+        dataset = datasets.Dataset.from_list([{"messages": c} for c in conversations])
+        t_map, _ = timed(lambda: dataset.map(batched, batched=True, num_proc=args.workers, remove_columns=["messages"]))
+
+        print(f"{len(conversations):,} conversations, {tokens:,} tokens ({summary.trained_tokens:,} trained), "
+              f"{args.workers} workers; masks equal to transformers' on {args.check} conversations")
+        rows = (
+            ("chatplate prepare, JSONL -> Parquet with masks", t_ours),
+            ("(a) transformers apply_chat_template + masks, per row", t_row),
+            (f"(b) the same via datasets.map(num_proc={args.workers}), batched", t_map),
+            ("(c) limit: encode_batch_fast on pre-rendered text", t_limit),
+        )
+        for label, seconds in rows:
+            print(f"  {label:58s} {seconds:7.2f} s  {tokens / seconds / 1e6:6.2f} M tokens/s")
+        best = min(t_row, t_map)
+        print(f"chatplate vs best of (a)/(b): {best / t_ours:.2f}x; vs the limit (c): {t_limit / t_ours:.0%}; "
+              f"the most any implementation can reach: {best / t_limit:.2f}x the best of (a)/(b)")
+        if args.memory_rows:
+            big = write_jsonl(root / "big.jsonl", conversations, repeat_to=args.memory_rows)
+            small = peak_memory(directory, source, args.workers)
+            large = peak_memory(directory, big, args.workers)
+            print(f"peak memory, driver / largest worker: {len(conversations):,} rows {small[0]} / {small[1]} MiB; "
+                  f"{args.memory_rows:,} rows {large[0]} / {large[1]} MiB")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
