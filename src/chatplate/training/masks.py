@@ -161,7 +161,13 @@ def _derived_turns(
             if at >= 0:
                 end = at + len(content)
                 following = eot.tokens.match(text, end + len(text[end:]) - len(text[end:].lstrip()))
-                span = (at, following.end() if following else end)
+                # Only the marker that closes the content in the turn's own rendering is this
+                # turn's; another control token there belongs to what follows.
+                in_turn = turn.find(content, start)
+                closing = eot.tokens.match(turn, in_turn + len(content) + len(turn[in_turn + len(content):]) - len(turn[in_turn + len(content):].lstrip()))
+                if following and closing and following.group() == closing.group():
+                    end = following.end()
+                span = (at, end)
         if span is None and stable:
             span = (start, _turn_end(text, turn, start, eot))
         if span is None:
