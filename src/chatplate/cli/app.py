@@ -252,7 +252,7 @@ def build_app() -> typer.Typer:
                 train_roles=train_roles, train_end_of_turn=not no_end_of_turn, train_last_turn_only=last_turn_only,
                 progress=report,
             )
-        console.print(str(summary), markup=False)
+        console.print(str(summary), markup=False, soft_wrap=True)
 
     @app.command("list")
     def list_command(
