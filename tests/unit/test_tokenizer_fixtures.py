@@ -340,7 +340,7 @@ def test_llama_class_rebuilds_a_legacy_tokenizer_json(tmp_path: Path) -> None:
     (Prepend+Replace normalizer, no pre-tokenizer, as on the Hub for Llama 2 / Mistral v0.1) loads as
     no normalizer + Metaspace, whose prepend_scheme comes from the config's ``legacy`` flag."""
     pytest.importorskip("mistral_common")
-    normalizers, pre_tokenizers = tokenizers.normalizers, tokenizers.pre_tokenizers
+    normalizers = tokenizers.normalizers
     legacy_backend = tokenizers.Tokenizer.from_file(str(fixtures.mistral_v1_dir() / "tokenizer.json"))
     legacy_backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     legacy_backend.pre_tokenizer = None
