@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["transformers", "torch", "huggingface_hub", "gguf", "rich", "typer", "numpy", "tokenizers", "pyarrow"]
+HEAVY = ["transformers", "torch", "huggingface_hub", "gguf", "rich", "typer", "numpy", "tokenizers", "pyarrow", "datasets", "ray"]
 
 
 def test_import_is_light() -> None:
