@@ -76,6 +76,10 @@ def test_formats_become_conversations() -> None:
     assert messages[2]["tool_calls"][0]["function"] == {"name": "f", "arguments": {"city": "Paris"}}
     assert messages[4] == {"role": "assistant", "content": "It is sunny.", "train": False}
     assert to_example(sharegpt).tools == GOOD[5]["tools"]
+    openai_style = {"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    assert to_example(openai_style).messages == openai_style["conversations"]
+    alpaca = {"instruction": "And 3+3?", "output": "6", "history": [["2+2?", "4"]]}
+    assert [m["content"] for m in to_example(alpaca).messages] == ["2+2?", "4", "And 3+3?", "6"]
     with pytest.raises(chatplate.RecordError) as info:
         to_example({"messages": [{"role": "wizard", "content": "x"}]})
     assert info.value.reason == "bad_role" and "messages[0].role" in str(info.value)

@@ -3,9 +3,9 @@
 =================  ============================================================================
 ``openai``         ``{"messages": [{"role", "content", ...}], "tools": [...]}``
 ``sharegpt``       ``{"conversations": [{"from": "human"|"gpt"|"system"|"function_call"|"observation",
-                   "value": ...}], "system": ..., "tools": ...}``
+                   "value": ...}], "system": ..., "tools": ...}`` (turns with ``role``/``content`` too)
 ``pairs``          ``[[user, assistant], ...]`` or ``{"pairs"|"history": [[user, assistant], ...]}``
-``alpaca``         ``{"instruction", "input", "output", "system"}``
+``alpaca``         ``{"instruction", "input", "output", "system", "history": [[q, a], ...]}``
 ``prompt_completion``  ``{"prompt": str | messages, "completion": str | messages}``
 =================  ============================================================================
 
@@ -158,6 +158,10 @@ def _from_sharegpt(record: Mapping[str, Any]) -> Example:
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
     for index, turn in enumerate(turns):
+        if isinstance(turn, Mapping) and "role" in turn and "from" not in turn:
+            # Many exports keep OpenAI-style messages under "conversations".
+            messages.append(dict(turn))
+            continue
         if not isinstance(turn, Mapping) or "from" not in turn or "value" not in turn:
             raise RecordError(f"conversations[{index}]: expected an object with 'from' and 'value'", reason="bad_record")
         speaker = turn["from"]
@@ -225,6 +229,12 @@ def _from_alpaca(record: Mapping[str, Any]) -> Example:
     system = record.get("system")
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
+    history = record.get("history")
+    if history:
+        # LLaMA-Factory's Alpaca: earlier [instruction, response] pairs come first.
+        if not is_pair_history(history) or any(answer is None for _, answer in history):
+            raise RecordError("history: expected [[instruction, response], ...] of strings", reason="bad_record")
+        messages += messages_from_pairs(history)
     prompt = f"{instruction}\n\n{extra_input}" if extra_input else instruction
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
     return Example(messages)
