@@ -211,16 +211,24 @@ def _local(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, w
         return
     import multiprocessing
 
+    from concurrent.futures.process import BrokenProcessPool
+
     context = multiprocessing.get_context("spawn")
     window = 2 * workers
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(template, True)) as pool:
-        in_flight: list[Future[_ChunkResult]] = []
-        for chunk in plan:
-            in_flight.append(pool.submit(_run_chunk, chunk, settings))
-            if len(in_flight) >= window:
-                yield in_flight.pop(0).result()
-        for future in in_flight:
-            yield future.result()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(template, True)) as pool:
+            in_flight: list[Future[_ChunkResult]] = []
+            for chunk in plan:
+                in_flight.append(pool.submit(_run_chunk, chunk, settings))
+                if len(in_flight) >= window:
+                    yield in_flight.pop(0).result()
+            for future in in_flight:
+                yield future.result()
+    except BrokenProcessPool as exc:
+        raise ChatplateError(
+            "a worker process died (out of memory, or killed); nothing after the rows already written was "
+            "processed: run again with fewer --workers or a smaller chunk size"
+        ) from exc
 
 
 class _RayChunkEncoder:
