@@ -160,11 +160,10 @@ def _derived_turns(
             at = text.find(content, cursor)
             if at >= 0:
                 end = at + len(content)
-                following = eot.tokens.match(text, end + len(text[end:]) - len(text[end:].lstrip()))
+                following = _marker_after(text, end, eot)
                 # Only the marker that closes the content in the turn's own rendering is this
                 # turn's; another control token there belongs to what follows.
-                in_turn = turn.find(content, start)
-                closing = eot.tokens.match(turn, in_turn + len(content) + len(turn[in_turn + len(content):]) - len(turn[in_turn + len(content):].lstrip()))
+                closing = _marker_after(turn, turn.find(content, start) + len(content), eot)
                 if following and closing and following.group() == closing.group():
                     end = following.end()
                 span = (at, end)
@@ -200,6 +199,14 @@ def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
         if instead:
             end = instead.end()
     return end
+
+
+_SPACE = re.compile(r"\s*")
+
+
+def _marker_after(text: str, position: int, eot: Marker) -> re.Match[str] | None:
+    """The control token at ``position``, after any whitespace."""
+    return eot.tokens.match(text, _SPACE.match(text, position).end())
 
 
 def _last_text(content: Any) -> str:
