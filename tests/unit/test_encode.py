@@ -216,6 +216,12 @@ def test_cli_encode_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, cha
     assert main(["encode", str(path), "--model", str(tokenizer_fixtures.chatml_bpe_dir())]) == 0
     table = capsys.readouterr().out
     assert "control" in table and "user" in table
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    path.write_text(json.dumps(chat), encoding="utf-8")
+    assert main(["encode", str(path), "--model", str(tokenizer_fixtures.chatml_bpe_dir()), "--mask", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == chatml.encode(chat, return_assistant_mask=True).labels
+    assert main(["encode", str(path), "--model", str(tokenizer_fixtures.chatml_bpe_dir()), "--mask"]) == 0
+    assert "trained" in capsys.readouterr().out
 
 
 def _model_dir(tmp_path: Path, source: Path, *, config: dict | None = None, model_config: str | None = None) -> Path:

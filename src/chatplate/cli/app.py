@@ -187,6 +187,9 @@ def build_app() -> typer.Typer:
         unsafe: Annotated[
             bool, typer.Option("--no-sanitize", help="Let control tokens in the data encode as control tokens.")
         ] = False,
+        masks: Annotated[
+            bool, typer.Option("--mask", help="Mark the tokens a model is trained on (and print labels with --json).")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help='Print {"input_ids": [...]} instead of the table.')] = False,
     ) -> None:
         """Show the token ids of the prompt: id and text per token, coloured by role."""
@@ -198,10 +201,12 @@ def build_app() -> typer.Typer:
             now=when,
             sanitize_control_tokens=not unsafe,
             return_offsets=True,
+            return_assistant_mask=masks,
             **request.arguments(),
         )
         if as_json:
-            sys.stdout.write(json.dumps({"input_ids": enc.input_ids}) + "\n")
+            out = {"input_ids": enc.input_ids, **({"labels": enc.labels} if masks else {})}
+            sys.stdout.write(json.dumps(out) + "\n")
             return
         from rich.console import Console
 

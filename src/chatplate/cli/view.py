@@ -125,7 +125,8 @@ def _edge_spaces(text: str) -> set[int]:
 
 
 def token_table(enc: Encoding, messages: Iterable[Any], tokenizer: ChatTokenizer) -> Any:
-    """One row per token: position, id, its text (whitespace visible) and whose text it is."""
+    """One row per token: position, id, its text (whitespace visible) and whose text it is;
+    with masks, a ``trained`` column marks the tokens the model learns to produce."""
     from rich.table import Table
 
     roles = [""] * len(enc.text)
@@ -137,6 +138,8 @@ def token_table(enc: Encoding, messages: Iterable[Any], tokenizer: ChatTokenizer
     table.add_column("id", justify="right")
     table.add_column("token")
     table.add_column("from", style="dim")
+    if enc.assistant_mask is not None:
+        table.add_column("trained", justify="center")
     for index, (token_id, (start, end)) in enumerate(zip(enc.input_ids, enc.offsets or [])):
         piece = enc.text[start:end]
         shown = piece.replace("\n", "↵").replace("\t", "⇥").replace(" ", "·")
@@ -145,7 +148,10 @@ def token_table(enc: Encoding, messages: Iterable[Any], tokenizer: ChatTokenizer
             style, source = CONTROL_STYLE, "control"
         else:
             style, source = (ROLE_STYLES.get(role, "white"), role) if role else (TEMPLATE_STYLE, "template")
-        table.add_row(str(index), str(token_id), Text(shown, style=style), source)
+        cells = [str(index), str(token_id), Text(shown, style=style), source]
+        if enc.assistant_mask is not None:
+            cells.append(Text("✓", style="bold green") if enc.assistant_mask[index] else "")
+        table.add_row(*cells)
     if enc.missing_bos:
         table.caption = "warning: the prompt lacks the BOS token this tokenizer adds to other input"
     return table
