@@ -164,26 +164,6 @@ _CLASS_OF_MODEL_TYPE = _types(
     }
 )
 
-# transformers' tokenizer classes that build their own pipeline and that no chat model uses:
-# a model declaring one is encoded with its tokenizer.json as it is, with a warning.
-_UNREPRODUCED_CLASSES = frozenset(
-    """AlbertTokenizer BartTokenizer BarthezTokenizer BartphoTokenizer BertGenerationTokenizer
-    BertJapaneseTokenizer BertTokenizer BertweetTokenizer BigBirdTokenizer BioGptTokenizer
-    BlenderbotSmallTokenizer BlenderbotTokenizer ByT5Tokenizer CLIPTokenizer CTRLTokenizer CamembertTokenizer
-    CanineTokenizer ClvpTokenizer CpmAntTokenizer CpmTokenizer DPRQuestionEncoderTokenizer DebertaTokenizer
-    DebertaV2Tokenizer DiaTokenizer EsmTokenizer EsmcTokenizer FSMTTokenizer FlaubertTokenizer FunnelTokenizer
-    GPTNeoXJapaneseTokenizer GPTSw3Tokenizer HerbertTokenizer LEDTokenizer LasrTokenizer LayoutLMv2Tokenizer
-    LayoutLMv3Tokenizer LayoutXLMTokenizer LukeTokenizer LxmertTokenizer M2M100Tokenizer MBart50Tokenizer
-    MBartTokenizer MLukeTokenizer MPNetTokenizer MarianTokenizer MarkupLMTokenizer MgpstrTokenizer
-    MobileBertTokenizer MvpTokenizer MyT5Tokenizer NllbTokenizer NougatTokenizer OpenAIGPTTokenizer
-    PLBartTokenizer PegasusTokenizer PerceiverTokenizer PhobertTokenizer ProphetNetTokenizer RagTokenizer
-    ReformerTokenizer RemBertTokenizer RoCBertTokenizer RoFormerTokenizer RobertaTokenizer SeamlessM4TTokenizer
-    Siglip2Tokenizer SiglipTokenizer Speech2TextTokenizer SpeechT5Tokenizer SplinterTokenizer T5Tokenizer
-    TapasTokenizer Tipsv2Tokenizer UdopTokenizer VideoPrismTokenizer VitsTokenizer Wav2Vec2CTCTokenizer
-    Wav2Vec2PhonemeCTCTokenizer WhisperTokenizer XGLMTokenizer XLMRobertaTokenizer XLMTokenizer
-    XLNetTokenizer""".split()
-)
-
 _NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 _QWEN2_SPLIT = (
@@ -452,6 +432,14 @@ _PIPELINES: dict[str, _Pipeline] = {
                   "pad_token": "<|padding|>"},
         rewrite_post_processor=True,
     ),
+}
+
+
+# Classes in that mapping that build a pipeline of their own which chatplate does not reproduce
+# (none is a chat model's): the file is then used as it is, with a warning. FNet and Parakeet
+# have no pipeline of their own, so transformers uses their files as they are too.
+_UNREPRODUCED_CLASSES = frozenset(_CLASS_OF_MODEL_TYPE.values()) - set(_PIPELINES) - {
+    GENERIC, _MISTRAL_COMMON, "FNetTokenizer", "ParakeetTokenizer",
 }
 
 
