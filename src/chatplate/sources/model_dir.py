@@ -74,7 +74,7 @@ def read_model_dir(directory: str | os.PathLike[str], *, origin: str | None = No
     root = Path(directory)
     origin = origin or f"model directory {root}"
     config_path = root / TOKENIZER_CONFIG_FILE
-    config = _read_json_object(config_path, origin) if config_path.is_file() else None
+    config = read_json_object(config_path, origin) if config_path.is_file() else None
 
     templates: dict[str, str] = {}
     jinja_path = root / CHAT_TEMPLATE_FILE
@@ -92,7 +92,7 @@ def read_model_dir(directory: str | os.PathLike[str], *, origin: str | None = No
         templates = parse_chat_template(config["chat_template"], config_path, origin)
     legacy_path = root / LEGACY_CHAT_TEMPLATE_FILE
     if not templates and legacy_path.is_file():
-        legacy = _read_json_object(legacy_path, origin)
+        legacy = read_json_object(legacy_path, origin)
         if legacy.get("chat_template") is not None:
             templates = parse_chat_template(legacy["chat_template"], legacy_path, origin)
 
@@ -101,7 +101,7 @@ def read_model_dir(directory: str | os.PathLike[str], *, origin: str | None = No
     if "added_tokens_decoder" not in tokens and tokens_map_path.is_file():
         # Legacy transformers behaviour: the map overrides the config, key by key, and every
         # object in it is taken as an added token.
-        for key, value in _read_json_object(tokens_map_path, origin).items():
+        for key, value in read_json_object(tokens_map_path, origin).items():
             if isinstance(value, dict) and key != "extra_special_tokens":
                 value = {**value, "__type": "AddedToken"}
             tokens[key] = value
@@ -138,7 +138,7 @@ def read_json_file(path: str | os.PathLike[str]) -> Found:
     """
     path = Path(path)
     origin = f"{path}"
-    data = _read_json_object(path, origin)
+    data = read_json_object(path, origin)
     templates: dict[str, str] = {}
     if data.get("chat_template") is not None:
         templates = parse_chat_template(data["chat_template"], path, origin)
@@ -299,7 +299,8 @@ def _token_content(value: Any, *, lenient: bool) -> str | None:
     return None
 
 
-def _read_json_object(path: Path, origin: str) -> dict[str, Any]:
+def read_json_object(path: Path, origin: str) -> dict[str, Any]:
+    """The JSON object in ``path``; a ``CorruptSourceError`` that says what is wrong otherwise."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -387,7 +388,7 @@ def save_templates(template: ChatTemplate, directory: str | os.PathLike[str]) ->
             _check_template_name(name, extra_dir)
     config_path = root / TOKENIZER_CONFIG_FILE
     # Parsed before anything is written, so a broken config leaves the directory untouched.
-    config = _read_json_object(config_path, str(root)) if config_path.is_file() else None
+    config = read_json_object(config_path, str(root)) if config_path.is_file() else None
 
     root.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

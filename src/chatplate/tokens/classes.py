@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import tokenizers
 
-__all__ = ["GENERIC", "TokenizerClassWarning", "Backend", "build_backend", "choose_class"]
+__all__ = ["GENERIC", "NAMED_SPECIAL_TOKENS", "TokenizerClassWarning", "Backend", "build_backend", "choose_class", "token_content"]
 
 GENERIC = "TokenizersBackend"
 _GENERIC_NAMES = frozenset({GENERIC, "PreTrainedTokenizer", "PythonBackend", "BloomTokenizer"})
@@ -164,7 +164,7 @@ _CLASS_OF_MODEL_TYPE = _types(
     }
 )
 
-_NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+NAMED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 _QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -382,7 +382,7 @@ def _gpt_neox(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _unk_from(settings: Mapping[str, Any]) -> dict[str, Any]:
-    return _sentencepiece_bpe(_content(settings.get("unk_token")))
+    return _sentencepiece_bpe(token_content(settings.get("unk_token")))
 
 
 _ENDOFTEXT = "<|endoftext|>"
@@ -458,7 +458,7 @@ class Backend:
     extra_special_tokens: list[str]
 
 
-def _content(value: Any) -> str | None:
+def token_content(value: Any) -> str | None:
     """The text of a token given as a string, a config object or an ``AddedToken``."""
     if isinstance(value, str):
         return value
@@ -525,8 +525,8 @@ def build_backend(
         tokenizer=tokenizer,
         tokenizer_class=class_name,
         rebuilt=pipeline is not None,
-        special_tokens={key: _content(value) for key, value in named.items()},
-        extra_special_tokens=[str(_content(value)) for value in extras],
+        special_tokens={key: token_content(value) for key, value in named.items()},
+        extra_special_tokens=[str(token_content(value)) for value in extras],
     )
 
 
@@ -598,11 +598,11 @@ def _named_special_tokens(
             return _added_token(value)
         return None
 
-    named: dict[str, Any] = {key: token(settings.get(key)) for key in _NAMED_SPECIAL}
+    named: dict[str, Any] = {key: token(settings.get(key)) for key in NAMED_SPECIAL_TOKENS}
     for key, value in (pipeline.extra_named if pipeline else {}).items():
         named[key] = token(value)
     for key, value in config.items():
-        if key.endswith("_token") and key not in _NAMED_SPECIAL and (
+        if key.endswith("_token") and key not in NAMED_SPECIAL_TOKENS and (
             isinstance(value, str) or (isinstance(value, Mapping) and value.get("__type") == "AddedToken")
         ):
             named[key] = token(value)
@@ -628,11 +628,11 @@ def _overlay_added_tokens(
     to_add: list[Any] = [token for token in listed if _token_key(token) not in present_keys]
     known = {token.content for token in present} | {token.content for token in to_add}
     for value in [*named.values(), *extras]:
-        content = _content(value)
+        content = token_content(value)
         if content not in known:
             to_add.append(value)
             known.add(content)
-    named_contents = {_content(value) for value in named.values()}
+    named_contents = {token_content(value) for value in named.values()}
     tokens = []
     for value in to_add:
         if isinstance(value, str):
@@ -644,7 +644,7 @@ def _overlay_added_tokens(
     if tokens:
         tokenizer.add_tokens(tokens)
     if pipeline is not None and pipeline.respecial_all:
-        every = dict.fromkeys(str(_content(value)) for value in [*named.values(), *extras])
+        every = dict.fromkeys(str(token_content(value)) for value in [*named.values(), *extras])
         tokenizer.add_tokens([AddedToken(content, special=True) for content in every])
     if pipeline is not None and pipeline.add_specials_as_special:
         tokenizer.add_special_tokens([
@@ -661,7 +661,7 @@ def _set_post_processor(tokenizer: tokenizers.Tokenizer, bos_value: Any, pipelin
 
     if tokenizer.post_processor is not None and not (pipeline and (pipeline.add_bos or pipeline.rewrite_post_processor)):
         return
-    bos = _content(bos_value)
+    bos = token_content(bos_value)
     bos_id = tokenizer.token_to_id(bos) if bos is not None else None
     if pipeline is not None and pipeline.add_bos and bos_id is not None:
         tokenizer.post_processor = processors.TemplateProcessing(

@@ -37,8 +37,7 @@ def encode_conversations(
 
     With ``masks``, each encoding also gets ``assistant_mask`` and ``labels``.
     """
-    marker = _marker(template, tokenizer, render_kwargs.get("tools"))
-    render = _Renderer(template, render_kwargs, marker if sanitize_control_tokens else None, marker, masks)
+    render = _Renderer.for_call(template, tokenizer, render_kwargs, sanitize_control_tokens, masks)
     if truncation == "turns":
         encodings = [
             _encode_by_turns(render, tokenizer, c, max_length, return_offsets, sanitize_control_tokens)
@@ -73,13 +72,12 @@ def encode_examples(
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
     pending: dict[Marker, list[tuple[int, _Renderer, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
-        marker = _marker(template, tokenizer, render_kwargs.get("tools"))
-        render = _Renderer(template, render_kwargs, marker if sanitize_control_tokens else None, marker, masks)
+        render = _Renderer.for_call(template, tokenizer, render_kwargs, sanitize_control_tokens, masks)
         try:
             if turns_max_length is not None:
                 results[index] = _encode_by_turns(render, tokenizer, conversation, turns_max_length, False, sanitize_control_tokens)
             else:
-                pending.setdefault(marker, []).append((index, render, render(conversation)))
+                pending.setdefault(render.control, []).append((index, render, render(conversation)))
         except ChatplateError as exc:
             results[index] = exc
     for group in pending.values():
@@ -106,6 +104,16 @@ class _Renderer:
         masks: MaskOptions | None,
     ) -> None:
         self.template, self.render_kwargs, self.marker, self.control, self.masks = template, render_kwargs, marker, control, masks
+
+    @classmethod
+    def for_call(
+        cls, template: ChatTemplate, tokenizer: ChatTokenizer, render_kwargs: dict[str, Any], sanitize: bool,
+        masks: MaskOptions | None,
+    ) -> _Renderer:
+        # The control tokens are needed for masks (end-of-turn markers) even when data is not
+        # sanitized; the marker wraps data only when it is.
+        control = _marker(template, tokenizer, render_kwargs.get("tools"))
+        return cls(template, render_kwargs, control if sanitize else None, control, masks)
 
     def __call__(self, conversation: Any) -> tuple[str, list[tuple[int, int]] | None]:
         if self.masks is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptSourceError, SourceError
-from .classes import GENERIC, build_backend
+from .classes import GENERIC, NAMED_SPECIAL_TOKENS, build_backend, token_content
 
 if TYPE_CHECKING:
     import tokenizers
@@ -29,28 +29,6 @@ SENTENCEPIECE_ONLY_HINT = (
 _LEFT_PADDING_CLASSES = frozenset(
     {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer", "CohereTokenizer", "XLNetTokenizer", "Siglip2Tokenizer"}
 )
-
-
-_NAMED_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON config file's object, ``{}`` when the file is absent; a clear error when corrupt."""
-    if not path.is_file():
-        return {}
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptSourceError(f"{path}: not valid JSON ({exc})", path=str(path)) from exc
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping) and isinstance(value.get("content"), str):
-        return value["content"]
-    return None
 
 
 class ChatTokenizer:
@@ -79,7 +57,7 @@ class ChatTokenizer:
         self.tokenizer_class = tokenizer_class
         self.rebuilt = rebuilt
         if special_tokens is None:
-            special_tokens = {key: _token_text(self.config.get(key)) for key in _NAMED_TOKENS}
+            special_tokens = {key: token_content(self.config.get(key)) for key in NAMED_SPECIAL_TOKENS}
         added = backend.get_added_tokens_decoder()
         self.added_tokens: dict[str, int] = {token.content: index for index, token in added.items()}
         special = {token.content for token in added.values() if token.special}
@@ -116,7 +94,10 @@ class ChatTokenizer:
             raise SourceError(
                 f"cannot encode with {root}: " + SENTENCEPIECE_ONLY_HINT.format(dir=root), source=str(root)
             )
-        return cls._build(tokenizer_path, _read_json_object(root / "tokenizer_config.json"), _read_json_object(root / "config.json"))
+        from ..sources.model_dir import read_json_object
+
+        configs = [read_json_object(p, str(root)) if p.is_file() else {} for p in (root / "tokenizer_config.json", root / "config.json")]
+        return cls._build(tokenizer_path, *configs)
 
     @classmethod
     def _build(cls, path: Path, config: dict[str, Any], model_config: dict[str, Any] | None) -> ChatTokenizer:

@@ -6,7 +6,6 @@ Columns: ``input_ids``, ``attention_mask``, ``labels`` (-100 where not trained),
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -100,9 +99,9 @@ class _JsonlWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = path.open("w", encoding="utf-8")
 
-    def write(self, batch: Any) -> None:
-        rows = batch if isinstance(batch, str) else "".join(json.dumps(r) + "\n" for r in batch.to_pylist())
-        self._handle.write(rows)
+    def write(self, lines: str) -> None:
+        # Workers send JSONL chunks as text, already serialised.
+        self._handle.write(lines)
 
     def close(self) -> None:
         self._handle.close()

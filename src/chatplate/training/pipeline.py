@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ChatplateError, ConversationError, InputError, MaskError, MissingDependencyError, TemplateError, TruncationError
+from ..errors import ChatplateError, InputError, MaskError, MissingDependencyError, TemplateError, TruncationError
 from ..errors import RecordError
+from ..template import _render_kwargs
 from .formats import to_example
 from .masks import MaskOptions
 from .outputs import COLUMNS, Columns, open_writer, output_kind, to_arrow
@@ -125,11 +126,8 @@ def _reason(exc: ChatplateError) -> str:
         return "too_long"
     if isinstance(exc, MaskError):
         return "mask_error"
-    if isinstance(exc, ConversationError):
-        return "bad_record"
-    if isinstance(exc, TemplateError):
-        return "template_error"
-    return "bad_record"
+    # A template that fails on a record, or a record the conversation checks reject.
+    return "template_error" if isinstance(exc, TemplateError) else "bad_record"
 
 
 def encode_chunk(template: ChatTemplate, chunk: Chunk, settings: _Settings) -> _ChunkResult:
@@ -166,8 +164,7 @@ def encode_records(
         except RecordError as exc:
             errors.append(_error(row, _reason(exc), str(exc), record))
             continue
-        kwargs = dict(tools=example.tools, documents=None, add_generation_prompt=False, continue_final_message=False,
-                      now=None, variables={})
+        kwargs = _render_kwargs(example.tools, None, False, False, None, {})
         examples.append((row, record, (example.messages, kwargs)))
     tokenizer = template.tokenizer
     turns = settings.max_length if settings.truncation == "turns" else None
