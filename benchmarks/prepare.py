@@ -40,20 +40,12 @@ import chatplate  # noqa: E402
 from encode import synthetic_conversations  # noqa: E402
 from tests import tokenizer_fixtures  # noqa: E402
 
-# Mistral-7B-Instruct-v0.1's template, with the assistant's output in a generation block.
-TRAINING_TEMPLATE = """\
-{{- bos_token }}
-{%- for message in messages %}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
-        {{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
-    {%- endif %}
-    {%- if message['role'] == 'user' %}
-        {{- '[INST] ' + message['content'] + ' [/INST]' }}
-    {%- elif message['role'] == 'assistant' %}
-        {%- generation %}{{- ' ' + message['content'] + eos_token }}{%- endgeneration %}
-    {%- endif %}
-{%- endfor %}
-"""
+# Mistral-7B-Instruct-v0.1's template (the fixture's), with the assistant's output in a generation block.
+_ASSISTANT_OUTPUT = "{{- ' ' + message['content'] + eos_token }}"
+assert _ASSISTANT_OUTPUT in tokenizer_fixtures.MISTRAL_V1_TEMPLATE
+TRAINING_TEMPLATE = tokenizer_fixtures.MISTRAL_V1_TEMPLATE.replace(
+    _ASSISTANT_OUTPUT, "{%- generation %}" + _ASSISTANT_OUTPUT + "{%- endgeneration %}"
+)
 
 
 def model_dir(root: Path) -> Path:
