@@ -21,6 +21,7 @@ from .errors import (
     TemplateError,
     TemplateNotFoundError,
     TemplateRaisedError,
+    TemplateResourceError,
     MaskError,
     TemplateRuntimeError,
     TemplateSecurityError,
@@ -30,6 +31,7 @@ from .errors import (
     RecordError,
     UnknownBuiltinError,
 )
+from .limits import Limits
 from .messages import messages_from_pairs
 from .sources import load
 from .template import ChatTemplate, RenderResult
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChatTemplate",
     "RenderResult",
+    "Limits",
     "Encoding",
     "BatchEncoding",
     "ChatTokenizer",
@@ -66,6 +69,7 @@ __all__ = [
     "TemplateSyntaxError",
     "TemplateRuntimeError",
     "TemplateSecurityError",
+    "TemplateResourceError",
     "TemplateRaisedError",
     "MaskError",
     "SourceError",

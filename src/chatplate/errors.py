@@ -14,6 +14,7 @@
      │    ├── TemplateSyntaxError         does not compile (line, column, excerpt with a caret)
      │    ├── TemplateRuntimeError        failed while rendering (line)
      │    │    └── TemplateSecurityError  the sandbox stopped an unsafe operation
+     │    ├── TemplateResourceError       a render went past a limit (limit, value, maximum)
      │    ├── TemplateRaisedError         the template called raise_exception(message)
      │    └── MaskError                   the trained part of a turn cannot be found (index)
      ├── SourceError                      a template could not be loaded
@@ -43,6 +44,7 @@ __all__ = [
     "TemplateSyntaxError",
     "TemplateRuntimeError",
     "TemplateSecurityError",
+    "TemplateResourceError",
     "TemplateRaisedError",
     "MaskError",
     "SourceError",
@@ -158,6 +160,16 @@ class TemplateRuntimeError(TemplateError):
 
 class TemplateSecurityError(TemplateRuntimeError):
     """The sandbox refused an operation the template attempted."""
+
+
+class TemplateResourceError(TemplateError):
+    """A render went past one of its :class:`chatplate.Limits` (an endless loop, a string built
+    larger than memory, runaway recursion, oversized input). ``limit`` names the bound
+    (``"max_work"``...), ``value`` is what was reached and ``maximum`` the bound itself."""
+
+    limit: str | None = None
+    value: int | float | None = None
+    maximum: int | float | None = None
 
 
 class TemplateRaisedError(TemplateError):

@@ -7,13 +7,17 @@ rendering (null keys dropped, data reduced to plain JSON-like values, reasoning 
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ConversationError, DocumentsError
+from .errors import ConversationError, DocumentsError, InputError, TemplateResourceError
+from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["Message", "messages_from_pairs", "validate_conversation", "to_plain", "alias_reasoning"]
+__all__ = [
+    "Message", "messages_from_pairs", "validate_conversation", "to_plain", "plain_input", "alias_reasoning", "InputSize",
+]
 
 Message = dict[str, Any]
 
@@ -24,6 +28,13 @@ REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _REASONING_KEYS = frozenset(REASONING_FIELDS)
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+# Scalars a copy keeps as they are and counts as one.
+_FLAT = frozenset((int, float, bool, type(None)))
+# Fields that carry a message's text.
+_TEXT_FIELDS = ("content", *REASONING_FIELDS)
+# A code point of a UTF-16 surrogate: no encoder (UTF-8, a tokenizer) accepts one alone.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNCHECKED = Limits.unbounded()
 
 
 def messages_from_pairs(pairs: Iterable[Sequence[str | None]]) -> list[Message]:
@@ -70,12 +81,44 @@ def is_pair_history(data: Any) -> bool:
     )
 
 
-def validate_conversation(conversation: Any) -> list[Message]:
+class InputSize:
+    """What one call's input uses of its limits: characters of its strings plus one per item or
+    entry (``max_input_chars``), and nesting (``max_depth``). Shared by the messages, tools,
+    documents and variables of one render."""
+
+    __slots__ = ("size", "max_size", "max_depth", "limits")
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.size = 0
+        self.max_size = limits.max_input_chars or sys.maxsize
+        self.max_depth = limits.max_depth or sys.maxsize
+
+    def check(self) -> None:
+        if self.size > self.max_size:
+            raise TemplateResourceError(
+                f"the input is larger than max_input_chars={self.max_size:,} (characters of the messages, tools, "
+                f"documents and variables, plus one per item): reached {self.size:,}; if it is trusted, raise it: "
+                "limits=chatplate.Limits(max_input_chars=...)",
+                limit="max_input_chars", value=self.size, maximum=self.max_size,
+            )
+
+
+class _Rejected(Exception):  # noqa: N818 - internal signal, turned into a typed error with its path
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str] = []
+
+
+def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, size: InputSize | None = None) -> list[Message]:
     """Check the conversation's shape; return a plain copy with null top-level keys dropped.
 
     The copy is made of plain values (see :func:`to_plain`), so the caller's messages are never
     touched by what happens later; dropping and copying share one pass because this runs on
-    every render.
+    every render. Each message needs a string ``role``; ``content`` (and reasoning) must be
+    something a template can print; strings must be valid Unicode (no lone surrogates); data may
+    not nest deeper than ``limits.max_depth`` (nor contain itself).
 
     >>> validate_conversation([{"role": "user", "content": "hi", "name": None}])
     [{'role': 'user', 'content': 'hi'}]
@@ -92,6 +135,13 @@ def validate_conversation(conversation: Any) -> list[Message]:
         raise ConversationError(
             "conversation: cannot apply a chat template to an empty conversation; provide at least one message"
         )
+    if limits.max_messages is not None and len(messages) > limits.max_messages:
+        raise TemplateResourceError(
+            f"the conversation has {len(messages):,} messages, more than max_messages={limits.max_messages:,}; if it "
+            "is trusted, raise it: limits=chatplate.Limits(max_messages=...)",
+            limit="max_messages", value=len(messages), maximum=limits.max_messages,
+        )
+    size = size if size is not None else InputSize(limits)
     cleaned = []
     for index, message in enumerate(messages):
         items = message.items if type(message) is dict else getattr(message, "items", None)
@@ -103,15 +153,54 @@ def validate_conversation(conversation: Any) -> list[Message]:
                 f"messages[{index}]: expected a mapping with 'role' and 'content', got {_describe(message)}{hint}",
                 index=index,
             )
-        # The reference drops null keys: OpenAI-style `content=None` must not render as "None".
-        cleaned.append(
-            {
-                (k if type(k) in _SCALARS else to_plain(k)): (v if type(v) in _SCALARS else to_plain(v))
-                for k, v in items()
-                if v is not None
-            }
-        )
+        try:
+            # The reference drops null keys: OpenAI-style `content=None` must not render as "None".
+            copy = _plain_mapping(message, size, 1, drop_none=True)
+        except _Rejected as exc:
+            raise _conversation_error(index, exc) from None
+        except RecursionError:
+            raise _conversation_error(index, _Rejected(_too_deep(size.max_depth))) from None
+        _check_message(index, message, copy)
+        cleaned.append(copy)
+        size.check()
     return cleaned
+
+
+def _check_message(index: int, original: Any, copy: dict[Any, Any]) -> None:
+    role = copy.get("role")
+    if not isinstance(role, str):
+        got = "no 'role'" if role is None else f"a role of {_describe(original.get('role'))}"
+        raise ConversationError(
+            f"messages[{index}].role: every message needs a string role ('user', 'assistant', ...), got {got}",
+            index=index, field="role",
+        )
+    for field in _TEXT_FIELDS:
+        if field in copy and not _printable(original.get(field)):
+            value = original.get(field)
+            hint = "decode it to str first" if isinstance(value, (bytes, bytearray, memoryview)) else "convert it to text"
+            raise ConversationError(
+                f"messages[{index}].{field}: expected a string or a list of content parts, got {_describe(value)}; "
+                f"no template can print that: {hint}",
+                index=index, field=field,
+            )
+
+
+def _conversation_error(index: int, exc: _Rejected) -> ConversationError:
+    field = exc.path[-1].lstrip(".").strip("[]'\"") if exc.path else None
+    return ConversationError(f"messages[{index}]{_path(exc.path)}: {exc.problem}", index=index, field=field)
+
+
+def plain_input(value: Any, name: str, size: InputSize, error: type[InputError] = InputError) -> Any:
+    """:func:`to_plain` for tools, documents and variables, with the input's limits and checks:
+    a bad value raises ``error`` naming ``name`` and the path inside it."""
+    try:
+        copy = _plain(value, size, 0)
+    except _Rejected as exc:
+        raise error(f"{name}{_path(exc.path)}: {exc.problem}") from None
+    except RecursionError:
+        raise error(f"{name}: {_too_deep(size.max_depth)}") from None
+    size.check()
+    return copy
 
 
 def to_plain(value: Any) -> Any:
@@ -120,38 +209,141 @@ def to_plain(value: Any) -> Any:
     Subclasses of str/int/float lose their extra methods, mappings become dicts, dataclasses and
     pydantic models become dicts, numpy scalars become Python scalars, and any other object
     becomes an inert placeholder ``"<TypeName>"``: templates must never reach live objects.
+
+    >>> to_plain({"n": 1, "tags": ("a", "b")})
+    {'n': 1, 'tags': ('a', 'b')}
     """
+    return _plain(value, InputSize(_UNCHECKED), 0)
+
+
+def _plain(value: Any, size: InputSize, depth: int) -> Any:
     kind = type(value)
-    if kind in _SCALARS:
+    if kind is str:
+        size.size += len(value)
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _Rejected(_surrogate(value))
         return value
+    if kind in _SCALARS:
+        size.size += 1
+        return value
+    if depth >= size.max_depth:
+        raise _Rejected(_too_deep(size.max_depth, value))
     if kind is dict:
-        return {
-            (k if type(k) in _SCALARS else to_plain(k)): (v if type(v) in _SCALARS else to_plain(v))
-            for k, v in value.items()
-        }
+        return _plain_mapping(value, size, depth + 1, drop_none=False)
     if kind is list:
-        return [v if type(v) in _SCALARS else to_plain(v) for v in value]
+        return _plain_items(value, size, depth + 1)
     if isinstance(value, str):
-        return str.__str__(value)
+        return _plain(str.__str__(value), size, depth)
     if isinstance(value, int):
-        return int.__int__(value)
+        return _plain(int.__int__(value), size, depth)
     if isinstance(value, float):
-        return float.__float__(value)
+        return _plain(float.__float__(value), size, depth)
     if isinstance(value, Mapping):
-        return {to_plain(k): to_plain(v) for k, v in value.items()}
+        return _plain_mapping(value, size, depth + 1, drop_none=False)
     if isinstance(value, list):
-        return [to_plain(v) for v in value]
+        return _plain_items(value, size, depth + 1)
     if isinstance(value, tuple):
-        return tuple(to_plain(v) for v in value)
+        return tuple(_plain_items(value, size, depth + 1))
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.generic):
-        return to_plain(value.item())
+        return _plain(value.item(), size, depth)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: to_plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return _plain_mapping({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, size, depth + 1, drop_none=False)
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
-        return to_plain(model_dump())
+        return _plain(model_dump(), size, depth)
+    # Decoded images, arrays and tensors in media parts: templates only test that the key is
+    # there, and live objects must never reach them.
     return f"<{kind.__name__}>"
+
+
+def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> dict[Any, Any]:
+    copy = {}
+    chars = 0
+    for key, item in value.items():
+        if item is None and drop_none:
+            continue
+        try:
+            if type(key) is str:
+                chars += len(key)
+            elif type(key) not in _FLAT:
+                key = _plain(key, size, depth)
+            kind = type(item)
+            if kind is str:
+                chars += len(item)
+                if not item.isascii() and _SURROGATE.search(item):
+                    raise _Rejected(_surrogate(item))
+            elif kind not in _FLAT:
+                item = _plain(item, size, depth)
+        except _Rejected as exc:
+            exc.path.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]")
+            raise
+        copy[key] = item
+    size.size += chars + len(copy)
+    if size.size > size.max_size:
+        size.check()
+    return copy
+
+
+def _plain_items(value: Any, size: InputSize, depth: int) -> list[Any]:
+    copy = []
+    chars = 0
+    for index, item in enumerate(value):
+        kind = type(item)
+        try:
+            if kind is str:
+                chars += len(item)
+                if not item.isascii() and _SURROGATE.search(item):
+                    raise _Rejected(_surrogate(item))
+            elif kind not in _FLAT:
+                item = _plain(item, size, depth)
+        except _Rejected as exc:
+            exc.path.append(f"[{index}]")
+            raise
+        copy.append(item)
+    size.size += chars + len(copy)
+    if size.size > size.max_size:
+        size.check()
+    return copy
+
+
+def _surrogate(text: str) -> str:
+    at = _SURROGATE.search(text).start()  # type: ignore[union-attr]
+    return f"{_describe(text)} holds a lone surrogate (U+{ord(text[at]):04X} at {at}), which is not valid Unicode; fix how it was decoded"
+
+
+def _too_deep(max_depth: int, value: Any = None) -> str:
+    if value is not None and _contains(value, id(value), max_depth):
+        return "this value contains itself (a cycle), so it has no end to print; pass a copy without the cycle"
+    return f"data nested deeper than max_depth={max_depth} levels; flatten it, or raise limits.max_depth if it is genuine"
+
+
+def _contains(value: Any, target: int, depth: int) -> bool:
+    """Whether ``target`` (an id) is reachable from ``value`` within ``depth`` levels."""
+    if depth <= 0:
+        return False
+    children = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    return any(id(child) == target or _contains(child, target, depth - 1) for child in children)
+
+
+def _path(parts: list[str]) -> str:
+    """The path to a value inside a message, innermost part last (long ones shortened)."""
+    parts = list(reversed(parts))
+    if len(parts) > 8:
+        parts = [*parts[:4], f"...({len(parts) - 6} more)...", *parts[-2:]]
+    return "".join(parts)
+
+
+def _printable(value: Any) -> bool:
+    """Whether a message's text field holds something a template can mean: text, a number, parts."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return False
+    if isinstance(value, (str, int, float, list, tuple, Mapping)):
+        return True
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        return True
+    return (dataclasses.is_dataclass(value) and not isinstance(value, type)) or callable(getattr(value, "model_dump", None))
 
 
 def alias_reasoning(messages: list[Any]) -> list[Any]:

@@ -9,10 +9,13 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import ContinuationError, InputError, TemplateNotFoundError
+from .errors import ContinuationError, DocumentsError, InputError, TemplateNotFoundError, ToolSchemaError
+from .limits import DEFAULT_LIMITS, Limits
 from .messages import (
     REASONING_FIELDS,
+    InputSize,
     alias_reasoning,
+    plain_input,
     to_plain,
     validate_conversation,
     validate_documents,
@@ -67,6 +70,7 @@ class ChatTemplate:
         special_tokens: Mapping[str, str] | None = None,
         origin: str | None = None,
         tokenizer: TokenizerLike | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if isinstance(source, str):
             templates = {"default": source}
@@ -80,11 +84,18 @@ class ChatTemplate:
         for name, text in templates.items():
             if not isinstance(text, str):
                 raise InputError(f"ChatTemplate: template {name!r} must be a string, got {type(text).__name__}")
+            if not text.strip():
+                raise InputError(
+                    f"ChatTemplate: template {name!r} is empty; pass the Jinja text of a chat template"
+                    if len(templates) > 1 else "ChatTemplate(source): the source is an empty string; pass the Jinja "
+                    "text of a chat template (or use chatplate.load for files, model directories and built-ins)"
+                )
         self.templates: dict[str, str] = templates
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.special_tokens: dict[str, str] = dict(special_tokens or {})
         self.origin = origin
+        self.limits = _check_limits(limits) if limits is not None else DEFAULT_LIMITS
         self._compiled = {
             name: engine.compile_template(text, self._label(name)) for name, text in templates.items()
         }
@@ -97,7 +108,7 @@ class ChatTemplate:
         return (
             _rebuild_template,
             (self.templates, self.bos_token, self.eos_token, self.special_tokens, self.origin,
-             self._tokenizer if self._tokenizer is not None else self._tokenizer_source),
+             self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits),
         )
 
     @property
@@ -126,6 +137,7 @@ class ChatTemplate:
         add_generation_prompt: bool = False,
         continue_final_message: bool | str = False,
         now: datetime | None = None,
+        limits: Limits | None = None,
         **variables: Any,
     ) -> str:
         """Render ``messages`` to the prompt string, byte for byte as transformers'
@@ -141,7 +153,8 @@ class ChatTemplate:
         '<s>Hi'
         """
         return self._render(
-            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False,
+            limits=limits,
         ).text
 
     def render_spans(
@@ -153,6 +166,7 @@ class ChatTemplate:
         add_generation_prompt: bool = False,
         continue_final_message: bool | str = False,
         now: datetime | None = None,
+        limits: Limits | None = None,
         **variables: Any,
     ) -> RenderResult:
         """Like :meth:`render`, also returning the ``{% generation %}`` spans.
@@ -162,7 +176,8 @@ class ChatTemplate:
         [(0, 2)]
         """
         return self._render(
-            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True,
+            limits=limits,
         )
 
     def encode(
@@ -182,6 +197,7 @@ class ChatTemplate:
         train_roles: Sequence[str] | None = None,
         train_end_of_turn: bool = True,
         train_last_turn_only: bool = False,
+        limits: Limits | None = None,
         **variables: Any,
     ) -> Encoding:
         """Render and encode one conversation with the attached tokenizer.
@@ -211,7 +227,7 @@ class ChatTemplate:
             self,
             self.tokenizer,
             [messages],
-            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables),
+            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits),
             sanitize_control_tokens=sanitize_control_tokens,
             truncation=truncation,
             max_length=max_length,
@@ -240,6 +256,7 @@ class ChatTemplate:
         train_roles: Sequence[str] | None = None,
         train_end_of_turn: bool = True,
         train_last_turn_only: bool = False,
+        limits: Limits | None = None,
         **variables: Any,
     ) -> BatchEncoding:
         """Encode many conversations; the tokenizer runs once for the batch, on its own threads.
@@ -258,7 +275,7 @@ class ChatTemplate:
             self,
             self.tokenizer,
             list(conversations),
-            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables),
+            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits),
             sanitize_control_tokens=sanitize_control_tokens,
             truncation=truncation,
             max_length=max_length,
@@ -393,11 +410,14 @@ class ChatTemplate:
         variables: dict[str, Any],
         with_spans: bool,
         marker: Marker | None = None,
+        limits: Limits | None = None,
     ) -> RenderResult:
         # Validate, then normalise, then render: the same steps, in the same order, as the
         # reference, so the same inputs fail and the same inputs render.
+        limits = self.limits if limits is None else _check_limits(limits)
         name = self._pick(tools)
-        chat = validate_conversation(messages)
+        size = InputSize(limits)
+        chat = validate_conversation(messages, limits, size)
         if continue_final_message and add_generation_prompt:
             raise InputError(
                 "continue_final_message and add_generation_prompt cannot be used together: continue the "
@@ -409,9 +429,9 @@ class ChatTemplate:
             raise InputError(f"now: expected a datetime.datetime, got {type(now).__name__}")
         tool_schemas = to_tool_schemas(tools)
         validate_documents(documents)
-        tool_schemas = to_plain(tool_schemas)
-        documents = to_plain(documents)
-        variables = to_plain(variables)
+        tool_schemas = plain_input(tool_schemas, "tools", size, ToolSchemaError)
+        documents = plain_input(documents, "documents", size, DocumentsError)
+        variables = plain_input(variables, "variables", size)
         if marker is not None:
             # Control tokens in the data (not in the template's own special-token variables)
             # are marked so the encoder can encode them as text.
@@ -430,9 +450,9 @@ class ChatTemplate:
         compiled = self._compiled[name]
         try:
             if with_spans:
-                text, spans = engine.render_with_spans(compiled, template_vars, now)
+                text, spans = engine.render_with_spans(compiled, template_vars, now, limits)
             else:
-                text, spans = engine.render(compiled, template_vars, now), []
+                text, spans = engine.render(compiled, template_vars, now, limits), []
         except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
             raise engine.translate_runtime_error(exc, self._label(name)) from exc
 
@@ -443,7 +463,7 @@ class ChatTemplate:
 
 def _render_kwargs(
     tools: Any, documents: Any, add_generation_prompt: bool, continue_final_message: bool | str, now: Any,
-    variables: dict[str, Any],
+    variables: dict[str, Any], limits: Limits | None = None,
 ) -> dict[str, Any]:
     """The render arguments an encode call carries to ``_render`` for each conversation."""
     return dict(
@@ -453,13 +473,23 @@ def _render_kwargs(
         continue_final_message=continue_final_message,
         now=now,
         variables=variables,
+        limits=limits,
     )
 
 
 def _rebuild_template(
-    templates: dict[str, str], bos_token: Any, eos_token: Any, special_tokens: dict[str, str], origin: Any, tokenizer: Any
+    templates: dict[str, str], bos_token: Any, eos_token: Any, special_tokens: dict[str, str], origin: Any, tokenizer: Any,
+    limits: Limits,
 ) -> ChatTemplate:
-    return ChatTemplate(templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer)
+    return ChatTemplate(
+        templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer, limits=limits
+    )
+
+
+def _check_limits(limits: Any) -> Limits:
+    if not isinstance(limits, Limits):
+        raise InputError(f"limits: expected a chatplate.Limits, got {type(limits).__name__}")
+    return limits
 
 
 def _mask_options(wanted: bool, roles: Any, end_of_turn: bool, last_turn_only: bool) -> Any:

@@ -5,12 +5,23 @@ from __future__ import annotations
 import jinja2
 import jinja2.ext
 import pytest
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from chatplate.engine.environment import ENVIRONMENT, GenerationExtension
 
+
+
+class _StrictStock(ImmutableSandboxedEnvironment):
+    """jinja2's stock sandbox, except that an attribute it refuses raises at once, as
+    chatplate's does (a deliberate departure: jinja2 returns an undefined that prints as nothing)."""
+
+    def unsafe_undefined(self, obj: object, attribute: str) -> object:
+        raise SecurityError(f"refused {attribute!r}")
+
+
 # The stock sandbox with the same options, globals and filters: our reference for safety decisions.
-STOCK = ImmutableSandboxedEnvironment(
+STOCK = _StrictStock(
     trim_blocks=True, lstrip_blocks=True, extensions=[GenerationExtension, jinja2.ext.loopcontrols]
 )
 STOCK.filters.update(ENVIRONMENT.filters)
@@ -86,8 +97,17 @@ DATA = {
 def outcome(env: jinja2.Environment, source: str) -> tuple[str, str]:
     try:
         return "ok", env.from_string(source).render(DATA)
+    except SecurityError:
+        return "refused", ""  # the decision is compared, not the wording
     except Exception as exc:  # noqa: BLE001 - comparing whatever each side raises
         return type(exc).__name__, str(exc)
+
+
+def test_refused_attribute_raises_instead_of_printing_nothing() -> None:
+    stock = ImmutableSandboxedEnvironment()
+    assert stock.from_string("a{{ s.__class__ }}b").render(DATA) == "ab"  # jinja2's behaviour
+    with pytest.raises(SecurityError, match="__class__"):
+        ENVIRONMENT.from_string("a{{ s.__class__ }}b").render(DATA)
 
 
 @pytest.mark.parametrize("source", EXPRESSIONS)

@@ -46,6 +46,8 @@ def read_json(path: str, what: str) -> Any:
         raise InputError(
             f"{label}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=label
         ) from exc
+    except RecursionError:
+        raise InputError(f"{label}: JSON nested too deeply to read", path=label) from None
 
 
 def read_request(
@@ -81,7 +83,7 @@ def parse_variables(assignments: list[str]) -> dict[str, Any]:
             raise typer.BadParameter(f"{item!r}: expected KEY=JSON, e.g. enable_thinking=false", param_hint="--var")
         try:
             variables[key] = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise typer.BadParameter(
                 f"{item!r}: the value must be JSON (true, 3, \"text\", [..]); quote strings: {key}='\"{raw}\"'",
                 param_hint="--var",

@@ -15,11 +15,15 @@ import jinja2.lexer
 import jinja2.nodes
 
 from ..errors import (
+    TemplateError,
     TemplateRaisedError,
+    TemplateResourceError,
     TemplateRuntimeError,
     TemplateSecurityError,
     TemplateSyntaxError,
 )
+from ..limits import LIMIT_NAMES
+from .budget import LimitExceeded
 from .environment import ENVIRONMENT, TemplateRaise
 
 _CACHE_SIZE = 256
@@ -41,6 +45,8 @@ def compile_template(source: str, template_name: str | None = None) -> jinja2.Te
         compiled = ENVIRONMENT.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise _syntax_error(source, exc, template_name) from None
+    except (RecursionError, MemoryError, SyntaxError, ValueError, OverflowError) as exc:
+        raise _compile_failure(exc, template_name) from exc
     # jinja2 keeps globals as a ChainMap over the environment's, re-flattened on every render;
     # ours never change after start-up, so flatten once.
     compiled.globals = dict(compiled.globals)
@@ -153,6 +159,23 @@ def _first_non_space(line: str) -> int | None:
     return len(line) - len(line.lstrip()) + 1 if line.strip() else None
 
 
+def _compile_failure(exc: BaseException, template_name: str | None) -> TemplateError:
+    """The template parsed as Jinja, but Python could not build it: nesting deeper than Python's
+    parser or compiler allow, or a literal too large to hold."""
+    where = f" ({template_name})" if template_name else ""
+    if isinstance(exc, (RecursionError, SyntaxError, MemoryError)):
+        detail = str(exc) or type(exc).__name__
+        return TemplateResourceError(
+            f"the template{where} nests blocks or expressions too deeply to compile ({detail}); real chat "
+            "templates nest a few levels: this template is broken or hostile",
+            template_name=template_name, limit="nesting", value=None, maximum=None,
+        )
+    return TemplateSyntaxError(
+        f"template syntax error{where}: {exc}; fix the literal the message names",
+        template_name=template_name, reason=str(exc),
+    )
+
+
 def translate_runtime_error(exc: BaseException, template_name: str | None) -> Exception:
     """Turn an exception raised while rendering into a chatplate error naming the template line."""
     lineno = _template_line(exc.__traceback__)
@@ -166,6 +189,25 @@ def translate_runtime_error(exc: BaseException, template_name: str | None) -> Ex
     if isinstance(exc, TemplateRaise):
         # The template's own message is the whole point: show it verbatim.
         return TemplateRaisedError(str(exc.message), **context)
+    if isinstance(exc, LimitExceeded):
+        how = (
+            "this bound is fixed" if exc.limit not in LIMIT_NAMES else
+            f"if the template and its input are trusted, raise it: limits=chatplate.Limits({exc.limit}=...)"
+        )
+        return TemplateResourceError(
+            f"the template{where} {exc.describe()}; {how}",
+            limit=exc.limit, value=exc.value, maximum=exc.maximum, **context,
+        )
+    if isinstance(exc, RecursionError):
+        return TemplateResourceError(
+            f"the template{where} recursed deeper than Python allows ({exc}); lower limits.max_depth or fix the "
+            "template's recursion", limit="max_depth", value=None, maximum=None, **context,
+        )
+    if isinstance(exc, MemoryError):
+        return TemplateResourceError(
+            f"the template{where} ran out of memory while rendering; lower limits.max_output_chars",
+            limit="memory", value=None, maximum=None, **context,
+        )
     if isinstance(exc, jinja2.exceptions.SecurityError):
         return TemplateSecurityError(f"the template attempted an unsafe operation{where}: {exc}", **context)
     kind = type(exc).__name__

@@ -8,6 +8,7 @@ the stock sandbox's decisions with less work (``tests/unit/test_sandbox.py`` com
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 from collections.abc import Iterator
@@ -22,6 +23,12 @@ import jinja2.parser
 import jinja2.runtime
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..limits import Limits
+from .budget import Budget, active, release, running
+from .codegen import GUARDED_BINOPS, GuardedCodeGenerator
+from .filters import STR_METHOD_GUARDS, bounded_filters, bounded_join, bounded_lipsum, check_str_format
+from .guards import container, iterate, sized
 
 # The time `strftime_now` reports; None means the wall clock.
 _clock: ContextVar[datetime | None] = ContextVar("chatplate_clock", default=None)
@@ -91,11 +98,12 @@ def _strftime_now(format: str) -> str:
 
 class _TemplateDict:
     # `dict` for templates without exposing the type itself (no `dict.__subclasses__` games).
+    # What it builds is measured like a literal (`dict.fromkeys(range(n), x)` holds x n times).
     def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
-        return dict(*args, **kwargs)
+        return container(dict(*args, **kwargs))
 
     def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
-        return dict.fromkeys(*args, **kwargs)
+        return container(dict.fromkeys(*args, **kwargs))
 
 
 class _TemplateNamespace(jinja2.utils.Namespace):
@@ -141,12 +149,20 @@ def _context_free(functions: dict[str, Any], name: Any) -> Any:
 
 
 class ChatSandbox(ImmutableSandboxedEnvironment):
-    """``ImmutableSandboxedEnvironment`` with cached verdicts for plain builtin types.
+    """``ImmutableSandboxedEnvironment`` with cached verdicts for plain builtin types, and bounds.
 
     Every decision is the one the parent class makes; only the work of reaching it is cached.
     Anything unusual (a ``str.format`` method, an unsafe attribute, any other type) takes the
     parent's own path, so errors and ``Undefined`` objects are the parent's too.
+
+    Bounds (see ``budget.py``): the code generator routes growing operators and loops through
+    guards, and this class charges macro calls and recursive loops, and checks the ``str``
+    methods that can build large strings before they run.
     """
+
+    code_generator_class = GuardedCodeGenerator
+    # Never folded at compile time (`{{ 'a' * 10 ** 10 }}` would run inside ChatTemplate(...)).
+    intercepted_binops = GUARDED_BINOPS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -259,21 +275,75 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
         # context), so the parent's checks would always end in the same direct call.
         kind = type(__obj)
         if kind is _BuiltinMethod and type(__obj.__self__) in _PLAIN_TYPES:
+            if type(__obj.__self__) is str:
+                guard = STR_METHOD_GUARDS.get(__obj.__name__)
+                if guard is not None:
+                    kwargs.pop("_block_vars", None)
+                    kwargs.pop("_loop_vars", None)
+                    return sized(guard(__obj.__self__, __obj, args, kwargs))
             prefix: tuple[Any, ...] = ()
         elif kind is jinja2.runtime.Macro:
+            budget = running()
+            if budget is not None:
+                # Macros (and `caller()`) are the template's functions: each call is work and
+                # one level of nesting.
+                budget.enter()
+                try:
+                    return __self._call_plain(__context, __obj, (__context.eval_ctx,), args, kwargs)
+                finally:
+                    budget.depth -= 1
             prefix = (__context.eval_ctx,)
         elif __self._plain_callable(__obj):
             prefix = ()
+        elif kind is jinja2.runtime.LoopContext and args:
+            # `loop(children)` in a recursive for loop: one level deeper, its items charged.
+            budget = running()
+            if budget is not None:
+                budget.enter()
+                try:
+                    return super().call(__context, __obj, iterate(args[0]), *args[1:], **kwargs)
+                finally:
+                    budget.depth -= 1
+            return super().call(__context, __obj, *args, **kwargs)
         else:
             return super().call(__context, __obj, *args, **kwargs)
+        return __self._call_plain(__context, __obj, prefix, args, kwargs)
+
+    @staticmethod
+    def _call_plain(context: Any, obj: Any, prefix: tuple[Any, ...], args: Any, kwargs: dict[str, Any]) -> Any:
         kwargs.pop("_block_vars", None)
         kwargs.pop("_loop_vars", None)
         try:
-            return __obj(*prefix, *args, **kwargs)
+            return obj(*prefix, *args, **kwargs)
         except StopIteration:
-            return __context.environment.undefined(
+            return context.environment.undefined(
                 "value was undefined because a callable raised a StopIteration exception"
             )
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        """An attribute the sandbox refuses raises at once, instead of jinja2's undefined value
+        that prints as nothing: no real template reaches for one, and one that tries is hostile."""
+        raise jinja2.exceptions.SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe: chat templates "
+            "cannot reach Python internals"
+        )
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """The sandbox's ``str.format``, refusing field widths that build more than the limits."""
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        template = value.__self__
+
+        @functools.wraps(wrapper)
+        def bounded_format(*args: Any, **kwargs: Any) -> Any:
+            if value.__name__ == "format_map" and len(args) == 1 and isinstance(args[0], dict):
+                check_str_format(template, (), args[0])
+            else:
+                check_str_format(template, args, kwargs)
+            return sized(wrapper(*args, **kwargs))
+
+        return bounded_format
 
 
 # Classes that are neither callables, types, frames nor mutable containers, for which the
@@ -289,39 +359,62 @@ def build_environment() -> ImmutableSandboxedEnvironment:
         extensions=[GenerationExtension, jinja2.ext.loopcontrols],
     )
     env.filters["tojson"] = _tojson
+    env.filters = bounded_filters(env.filters)
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _TemplateDict()
     env.globals["namespace"] = _TemplateNamespace
+    env.globals["lipsum"] = bounded_lipsum
+    # What the generated code joins macro and block output with.
+    env.concat = bounded_join  # type: ignore[method-assign]
     return env
 
 
 ENVIRONMENT = build_environment()
 
 
-def render(template: jinja2.Template, variables: dict[str, Any], now: datetime | None) -> str:
-    """Render with ``now`` as the clock for ``strftime_now``."""
-    token = _clock.set(now)
+def render(template: jinja2.Template, variables: dict[str, Any], now: datetime | None, limits: Limits) -> str:
+    """Render with ``now`` as the clock for ``strftime_now``, within ``limits``."""
+    budget = Budget(limits)
+    clock_token = _clock.set(now)
+    budget_token = active(budget)
+    # The output is collected where the budget can see it grow while the template runs.
+    pieces: list[str] = []
+    budget.pieces = pieces
     try:
-        return template.render(variables)
+        context = template.new_context(variables)
+        try:
+            pieces.extend(template.root_render_func(context))
+        except Exception:  # noqa: BLE001 - jinja2 rewrites the traceback to template lines
+            ENVIRONMENT.handle_exception()
     finally:
-        _clock.reset(token)
+        release(budget_token)
+        _clock.reset(clock_token)
+    # Counted at every checkpoint while rendering, so what is left to count here is small.
+    text = "".join(pieces)
+    budget.written(len(text))
+    return text
 
 
 def render_with_spans(
-    template: jinja2.Template, variables: dict[str, Any], now: datetime | None
+    template: jinja2.Template, variables: dict[str, Any], now: datetime | None, limits: Limits
 ) -> tuple[str, list[tuple[int, int]]]:
     """Render and return the ``{% generation %}`` spans as half-open character offsets."""
     tracker = SpanTracker()
+    budget = Budget(limits)
     clock_token = _clock.set(now)
     tracker_token = _tracker.set(tracker)
+    budget_token = active(budget)
     pieces: list[str] = []
     try:
         blocks: Iterator[str] = template.generate(variables)
         for block in blocks:
             pieces.append(block)
             tracker.emitted += len(block)
+            if tracker.emitted > budget.max_chars:
+                budget.written(tracker.emitted)
     finally:
+        release(budget_token)
         _tracker.reset(tracker_token)
         _clock.reset(clock_token)
     return "".join(pieces), tracker.spans

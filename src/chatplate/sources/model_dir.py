@@ -323,6 +323,13 @@ def read_json_object(path: Path, origin: str) -> dict[str, Any]:
             source=origin,
             path=str(path),
         ) from None
+    except RecursionError:
+        raise CorruptSourceError(
+            f"{path} nests arrays or objects too deeply to read (thousands of levels); no model file does this: "
+            "the file is corrupt or hostile",
+            source=origin,
+            path=str(path),
+        ) from None
     if not isinstance(data, dict):
         raise CorruptSourceError(
             f"{path} must hold a JSON object, but holds {_describe(data)}.", source=origin, path=str(path)

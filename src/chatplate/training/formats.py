@@ -121,7 +121,7 @@ def _tools(record: Mapping[str, Any]) -> list[Any] | None:
     if isinstance(tools, str):
         try:
             tools = json.loads(tools)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RecordError(f"tools: not valid JSON ({exc})", reason="bad_record") from exc
     if not isinstance(tools, list):
         raise RecordError(f"tools: expected a list of tool schemas, got {type(tools).__name__}", reason="bad_record")
@@ -188,7 +188,7 @@ def _tool_call(value: Any, index: int) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             call = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RecordError(f"conversations[{index}].value: a function_call must be JSON ({exc})", reason="bad_record") from exc
     if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
         raise RecordError(f"conversations[{index}].value: a function_call needs a 'name'", reason="bad_record")

@@ -98,7 +98,7 @@ def _plan_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
 def _plan_json(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptSourceError(f"{path}: not valid JSON ({exc}); for one record per line use a .jsonl file",
                                  path=str(path)) from exc
     if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -170,7 +170,7 @@ def read_chunk(chunk: Chunk) -> list[Any]:
                 continue
             try:
                 records.append(json.loads(line))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 records.append(BadRow(f"not valid JSON: {exc}"))
         return records
     if chunk.kind == "parquet":

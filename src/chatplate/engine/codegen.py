@@ -1,0 +1,111 @@
+"""jinja2's code generator, with the operations that can build large values routed through
+``guards.py``.
+
+The Python jinja2 writes for a template is kept as it is, except for seven places: ``+``, ``*``,
+``**`` and ``%`` call the guarded operators, ``~`` calls the guarded join, each ``for`` loop
+iterates through ``iterate`` (one unit of work per item), a list, tuple or dict literal that
+holds other values is measured once built (``container``), the output buffers of macros and
+blocks are made by ``buffer`` (so the budget sees them fill), and a value printed with
+``{{ ... }}`` that is not already a string goes through ``text``. Strings, the overwhelming
+majority of what templates print, take the same path as before: a type check instead of
+``str()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2.nodes as nodes
+from jinja2.compiler import CodeGenerator, Frame
+
+__all__ = ["GuardedCodeGenerator", "GUARDED_BINOPS"]
+
+_GUARDS = "chatplate.engine.guards"
+_BINOPS = {"+": "add", "*": "mul", "**": "power", "%": "mod"}
+# Operators jinja2 must neither fold at compile time nor emit inline.
+GUARDED_BINOPS = frozenset(_BINOPS)
+# The temporary the output guard keeps the printed value in (a local of the generated function).
+_VALUE = "cp_value"
+
+
+class GuardedCodeGenerator(CodeGenerator):
+    """Generates the same code as jinja2's, with guards at the operations that grow."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._iterables: set[int] = set()
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        names = ", ".join(f"{name} as cp_{name}" for name in ("buffer", "concat", "container", "iterate", "text", "checked", *_BINOPS.values()))
+        self.writeline(f"from {_GUARDS} import {names}")
+        super().visit_Template(node, frame)
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = cp_buffer()")
+
+    def _binop(self, node: nodes.BinExpr, frame: Frame) -> None:
+        self.write(f"cp_{_BINOPS[node.operator]}(")
+        self.visit(node.left, frame)
+        self.write(", ")
+        self.visit(node.right, frame)
+        self.write(")")
+
+    visit_Add = visit_Mul = visit_Pow = visit_Mod = _binop
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:
+            markup = "context.eval_ctx.volatile"
+        else:
+            markup = "True" if frame.eval_ctx.autoescape else "False"
+        self.write("cp_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(f"), {markup})")
+
+    def _literal(self, node: nodes.Expr, frame: Frame, write: Any) -> None:
+        values = [item.value for item in node.items] if isinstance(node, nodes.Dict) else node.items
+        if getattr(node, "ctx", "load") != "load" or all(isinstance(v, nodes.Const) for v in values):
+            write(self, node, frame)
+            return
+        # A literal holding other values: the same value twice doubles what it prints as.
+        self.write("cp_container(")
+        write(self, node, frame)
+        self.write(")")
+
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self._literal(node, frame, CodeGenerator.visit_List)
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        self._literal(node, frame, CodeGenerator.visit_Tuple)
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self._literal(node, frame, CodeGenerator.visit_Dict)
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        # jinja2 allows no new node types, so the iterable is marked and wrapped where visited.
+        self._iterables.add(id(node.iter))
+        super().visit_For(node, frame)
+
+    def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        if id(node) not in self._iterables:
+            return super().visit(node, *args, **kwargs)
+        self.write("cp_iterate(")
+        super().visit(node, *args, **kwargs)
+        self.write(")")
+        return None
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape or finalize.src is not None:
+            super()._output_child_pre(node, frame, finalize)
+            self.write("cp_checked(")
+        else:
+            self.write(f"({_VALUE} if ({_VALUE} := ")
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape or finalize.src is not None:
+            self.write(")")
+            super()._output_child_post(node, frame, finalize)
+        else:
+            self.write(f").__class__ is str else cp_text({_VALUE}))")
