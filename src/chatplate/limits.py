@@ -10,6 +10,7 @@ defaults are far above anything a real template does, and exceeding one raises
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -47,9 +48,11 @@ class Limits:
     max_input_chars: int | None = 8_000_000
     max_messages: int | None = 100_000
     max_seconds: float | None = 10.0
+    # (max_output_chars, max_work, max_depth, max_input_chars), unbounded ones as sys.maxsize.
+    bounds: tuple[int, int, int, int] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
+        for field in _fields():
             value = getattr(self, field.name)
             if value is None:
                 continue
@@ -57,20 +60,30 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value <= 0:
                 kind = "a positive int" if whole else "a positive number of seconds"
                 raise InputError(f"Limits.{field.name}: expected {kind} or None (no bound), got {value!r}")
+        # The integer bounds with "none" as the largest int, read on every render.
+        bounds = tuple(
+            getattr(self, name) or sys.maxsize for name in ("max_output_chars", "max_work", "max_depth", "max_input_chars")
+        )
+        object.__setattr__(self, "bounds", bounds)
 
     def replace(self, **changes: int | float | None) -> Limits:
         """A copy with some limits changed: ``limits.replace(max_work=10_000_000)``."""
         try:
             return dataclasses.replace(self, **changes)
         except TypeError as exc:
-            names = ", ".join(f.name for f in dataclasses.fields(self))
+            names = ", ".join(f.name for f in _fields())
             raise InputError(f"Limits: {exc}; the limits are {names}") from None
 
     @classmethod
     def unbounded(cls) -> Limits:
         """No bounds at all: only for templates and data you trust completely."""
-        return cls(**{field.name: None for field in dataclasses.fields(cls)})
+        return cls(**{field.name: None for field in _fields()})
+
+
+def _fields() -> list[dataclasses.Field[object]]:
+    """The limits themselves (not the derived ``bounds``)."""
+    return [field for field in dataclasses.fields(Limits) if field.init]
 
 
 DEFAULT_LIMITS = Limits()
-LIMIT_NAMES = frozenset(field.name for field in dataclasses.fields(Limits))
+LIMIT_NAMES = frozenset(field.name for field in _fields())

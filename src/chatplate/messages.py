@@ -17,6 +17,7 @@ from .limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "Message", "messages_from_pairs", "validate_conversation", "to_plain", "plain_input", "alias_reasoning", "InputSize",
+    "STANDARD_ROLES", "check_roles", "lone_surrogate",
 ]
 
 Message = dict[str, Any]
@@ -30,6 +31,9 @@ _REASONING_KEYS = frozenset(REASONING_FIELDS)
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 # Scalars a copy keeps as they are and counts as one.
 _FLAT = frozenset((int, float, bool, type(None)))
+# The roles of OpenAI-style chats, which templates compare against and never need to guard.
+STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function", "ipython"})
+_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 # Fields that carry a message's text.
 _TEXT_FIELDS = ("content", *REASONING_FIELDS)
 # A code point of a UTF-16 surrogate: no encoder (UTF-8, a tokenizer) accepts one alone.
@@ -86,13 +90,11 @@ class InputSize:
     entry (``max_input_chars``), and nesting (``max_depth``). Shared by the messages, tools,
     documents and variables of one render."""
 
-    __slots__ = ("size", "max_size", "max_depth", "limits")
+    __slots__ = ("size", "max_size", "max_depth")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
-        self.limits = limits
         self.size = 0
-        self.max_size = limits.max_input_chars or sys.maxsize
-        self.max_depth = limits.max_depth or sys.maxsize
+        _, _, self.max_depth, self.max_size = limits.bounds
 
     def check(self) -> None:
         if self.size > self.max_size:
@@ -105,10 +107,10 @@ class InputSize:
 
 
 class _Rejected(Exception):  # noqa: N818 - internal signal, turned into a typed error with its path
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, *where: str) -> None:
         super().__init__(problem)
         self.problem = problem
-        self.path: list[str] = []
+        self.path: list[str] = list(where)  # innermost first; each level adds its own on the way out
 
 
 def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, size: InputSize | None = None) -> list[Message]:
@@ -160,9 +162,17 @@ def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, si
             raise _conversation_error(index, exc) from None
         except RecursionError:
             raise _conversation_error(index, _Rejected(_too_deep(size.max_depth))) from None
-        _check_message(index, message, copy)
+        # A text field copied as the very same object was a str or a number; anything else is
+        # looked at closely (a placeholder like "<bytes>" must not pass for text).
+        original = message if type(message) is dict else dict(items())
+        if (
+            type(copy.get("role")) is not str
+            or copy.get("content") is not original.get("content")
+            or not _REASONING_KEYS.isdisjoint(copy)
+        ):
+            _check_message(index, original, copy)
         cleaned.append(copy)
-        size.check()
+    size.check()
     return cleaned
 
 
@@ -175,13 +185,44 @@ def _check_message(index: int, original: Any, copy: dict[Any, Any]) -> None:
             index=index, field="role",
         )
     for field in _TEXT_FIELDS:
-        if field in copy and not _printable(original.get(field)):
+        if field in copy and copy[field] is not original.get(field) and not _printable(original.get(field)):
             value = original.get(field)
             hint = "decode it to str first" if isinstance(value, (bytes, bytearray, memoryview)) else "convert it to text"
             raise ConversationError(
                 f"messages[{index}].{field}: expected a string or a list of content parts, got {_describe(value)}; "
                 f"no template can print that: {hint}",
                 index=index, field=field,
+            )
+
+
+def check_roles(messages: list[Message], control_tokens: Sequence[str], declared: frozenset[str]) -> None:
+    """Refuse roles that could make a control token when the template builds a header from
+    them (``'<|' + role + '|>'``): a role outside :data:`STANDARD_ROLES` and ``declared`` must be
+    a plain name that no control token contains. Used when encoding with control-token safety.
+
+    >>> check_roles([{"role": "critic"}], ["<|im_end|>"], frozenset())
+    >>> check_roles([{"role": "im_end"}], ["<|im_end|>"], frozenset())
+    Traceback (most recent call last):
+    ...
+    chatplate.errors.ConversationError: messages[0].role: 'im_end' is part of the control token '<|im_end|>': ...
+    """
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role in STANDARD_ROLES or role in declared:
+            continue
+        if not isinstance(role, str) or not _PLAIN_NAME.fullmatch(role):
+            raise ConversationError(
+                f"messages[{index}].role: {role!r} is not a role name (letters, digits, '_', '-', '.'); a template "
+                "writing it into a header could forge control tokens",
+                index=index, field="role",
+            )
+        holder = next((token for token in control_tokens if role in token), None)
+        if holder is not None:
+            raise ConversationError(
+                f"messages[{index}].role: {role!r} is part of the control token {holder!r}: a template that builds "
+                "headers from roles would write that token from data. If this model really has that role, declare "
+                f"it: ChatTemplate(..., roles=[{role!r}]) (or template.roles = {{{role!r}}})",
+                index=index, field="role",
             )
 
 
@@ -193,6 +234,8 @@ def _conversation_error(index: int, exc: _Rejected) -> ConversationError:
 def plain_input(value: Any, name: str, size: InputSize, error: type[InputError] = InputError) -> Any:
     """:func:`to_plain` for tools, documents and variables, with the input's limits and checks:
     a bad value raises ``error`` naming ``name`` and the path inside it."""
+    if value is None:
+        return None
     try:
         copy = _plain(value, size, 0)
     except _Rejected as exc:
@@ -261,23 +304,25 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
     copy = {}
     chars = 0
     for key, item in value.items():
-        if item is None and drop_none:
-            continue
-        try:
-            if type(key) is str:
-                chars += len(key)
-            elif type(key) not in _FLAT:
-                key = _plain(key, size, depth)
-            kind = type(item)
-            if kind is str:
-                chars += len(item)
-                if not item.isascii() and _SURROGATE.search(item):
-                    raise _Rejected(_surrogate(item))
-            elif kind not in _FLAT:
-                item = _plain(item, size, depth)
-        except _Rejected as exc:
-            exc.path.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]")
-            raise
+        kind = type(item)
+        if kind is str:
+            chars += len(item)
+            if not item.isascii() and _SURROGATE.search(item):
+                raise _Rejected(_surrogate(item), _key(key))
+        elif item is None:
+            if drop_none:
+                continue
+        elif kind not in _FLAT:
+            try:
+                if kind is dict and depth < size.max_depth:
+                    item = _plain_mapping(item, size, depth + 1, False)
+                else:
+                    item = _plain(item, size, depth)
+            except _Rejected as exc:
+                exc.path.append(_key(key))
+                raise
+        if type(key) not in _SCALARS:
+            key = _plain(key, size, depth)
         copy[key] = item
     size.size += chars + len(copy)
     if size.size > size.max_size:
@@ -285,26 +330,47 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
     return copy
 
 
+def _key(key: Any) -> str:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return f"[{key}]"
+    return f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+
+
 def _plain_items(value: Any, size: InputSize, depth: int) -> list[Any]:
     copy = []
     chars = 0
     for index, item in enumerate(value):
         kind = type(item)
-        try:
-            if kind is str:
-                chars += len(item)
-                if not item.isascii() and _SURROGATE.search(item):
-                    raise _Rejected(_surrogate(item))
-            elif kind not in _FLAT:
-                item = _plain(item, size, depth)
-        except _Rejected as exc:
-            exc.path.append(f"[{index}]")
-            raise
+        if kind is str:
+            chars += len(item)
+            if not item.isascii() and _SURROGATE.search(item):
+                raise _Rejected(_surrogate(item), f"[{index}]")
+        elif kind not in _FLAT:
+            try:
+                if kind is dict and depth < size.max_depth:
+                    item = _plain_mapping(item, size, depth + 1, False)
+                else:
+                    item = _plain(item, size, depth)
+            except _Rejected as exc:
+                exc.path.append(f"[{index}]")
+                raise
         copy.append(item)
     size.size += chars + len(copy)
     if size.size > size.max_size:
         size.check()
     return copy
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone UTF-16 surrogate (which no encoder accepts), if it does.
+
+    >>> lone_surrogate("ok"), lone_surrogate("bad \\udcff")
+    (None, 4)
+    """
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    return found.start() if found else None
 
 
 def _surrogate(text: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from os import PathLike
@@ -15,13 +15,14 @@ from .messages import (
     REASONING_FIELDS,
     InputSize,
     alias_reasoning,
+    check_roles,
     plain_input,
     to_plain,
     validate_conversation,
     validate_documents,
 )
 from .tokens.encoding import BatchEncoding, Encoding
-from .tokens.safety import Marker, mark
+from .tokens.safety import Marking, mark, mark_messages
 from .tokens.tokenizer import ChatTokenizer
 from .tools import to_tool_schemas
 
@@ -71,6 +72,7 @@ class ChatTemplate:
         origin: str | None = None,
         tokenizer: TokenizerLike | None = None,
         limits: Limits | None = None,
+        roles: Iterable[str] = (),
     ) -> None:
         if isinstance(source, str):
             templates = {"default": source}
@@ -96,6 +98,8 @@ class ChatTemplate:
         self.special_tokens: dict[str, str] = dict(special_tokens or {})
         self.origin = origin
         self.limits = _check_limits(limits) if limits is not None else DEFAULT_LIMITS
+        # Roles beyond the standard ones that this template turns into control tokens.
+        self.roles: frozenset[str] = frozenset(roles)
         self._compiled = {
             name: engine.compile_template(text, self._label(name)) for name, text in templates.items()
         }
@@ -108,7 +112,7 @@ class ChatTemplate:
         return (
             _rebuild_template,
             (self.templates, self.bos_token, self.eos_token, self.special_tokens, self.origin,
-             self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits),
+             self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits, self.roles),
         )
 
     @property
@@ -357,7 +361,7 @@ class ChatTemplate:
             batch = BatchEncoding({k: v[0] for k, v in batch.items()}, batch.encodings)
         return batch if return_dict else batch["input_ids"]
 
-    def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marker | None) -> str:
+    def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
         """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
         return self._render(conversation, **render_kwargs, with_spans=False, marker=marker).text
 
@@ -409,7 +413,7 @@ class ChatTemplate:
         now: datetime | None,
         variables: dict[str, Any],
         with_spans: bool,
-        marker: Marker | None = None,
+        marker: Marking | None = None,
         limits: Limits | None = None,
     ) -> RenderResult:
         # Validate, then normalise, then render: the same steps, in the same order, as the
@@ -435,8 +439,10 @@ class ChatTemplate:
         if marker is not None:
             # Control tokens in the data (not in the template's own special-token variables)
             # are marked so the encoder can encode them as text.
-            chat, tool_schemas, documents, variables = (
-                mark(chat, marker), mark(tool_schemas, marker), mark(documents, marker), mark(variables, marker)
+            check_roles(chat, marker.data.control, self.roles | marker.roles)
+            chat = mark_messages(chat, marker)
+            tool_schemas, documents, variables = (
+                mark(tool_schemas, marker.data), mark(documents, marker.data), mark(variables, marker.data)
             )
         template_vars = self._variables(variables)
         template_vars["messages"] = chat = alias_reasoning(chat)
@@ -479,10 +485,11 @@ def _render_kwargs(
 
 def _rebuild_template(
     templates: dict[str, str], bos_token: Any, eos_token: Any, special_tokens: dict[str, str], origin: Any, tokenizer: Any,
-    limits: Limits,
+    limits: Limits, roles: frozenset[str],
 ) -> ChatTemplate:
     return ChatTemplate(
-        templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer, limits=limits
+        templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer, limits=limits,
+        roles=roles,
     )
 
 

@@ -22,7 +22,7 @@ import json
 import re
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -472,6 +472,11 @@ def to_tool_schemas(
     """
     if tools is None:
         return None
+    if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
+        raise ToolSchemaError(
+            f"tools: expected a list of JSON schemas or Python functions, got {type(tools).__name__}"
+            + (" (a single tool? wrap it in a list)" if callable(tools) else "")
+        )
     schemas: list[dict[str, Any]] = []
     for position, tool in enumerate(tools):
         if isinstance(tool, dict):

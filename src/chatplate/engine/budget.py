@@ -10,7 +10,6 @@ that names the template line.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -30,7 +29,6 @@ _CHUNK = 64
 _CHARS_PER_UNIT_SHIFT = 6
 # A macro call (or a recursive loop's call) costs about as much as this many loop iterations.
 CALL_UNITS = 4
-_UNBOUNDED = sys.maxsize
 
 # What each limit counts, for messages.
 _WHAT = {
@@ -66,21 +64,18 @@ class Budget:
         "pieces", "counted", "output", "buffers", "buffered",
     )
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, pieces: list[str] | None = None) -> None:
         self.limits = limits
-        self.max_chars = limits.max_output_chars or _UNBOUNDED
-        self.max_work = max_work = limits.max_work or _UNBOUNDED
-        self.max_depth = limits.max_depth or _UNBOUNDED
-        self.work = self.depth = self.counted = self.output = 0
-        self.checkpoint = _CHECK_EVERY if _CHECK_EVERY <= max_work else max_work + 1
+        self.max_chars, self.max_work, self.max_depth, _ = limits.bounds
+        self.work = self.depth = self.counted = self.output = self.buffered = 0
+        self.checkpoint = _CHECK_EVERY if _CHECK_EVERY <= self.max_work else self.max_work + 1
         self.started = time.monotonic()
         # The top-level output, filled by the caller while the template runs; counted at
         # checkpoints so a runaway loop is stopped long before the join.
-        self.pieces: list[str] | None = None
+        self.pieces = pieces
         # The output buffers of macros and blocks still being written, counted the same way:
         # [buffer, pieces counted, characters counted] each.
         self.buffers: list[list[Any]] = []
-        self.buffered = 0
 
     def charge(self, units: int) -> None:
         """Add ``units`` of work; at every checkpoint also look at the clock and the output."""

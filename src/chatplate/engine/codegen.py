@@ -18,6 +18,8 @@ from typing import Any
 import jinja2.nodes as nodes
 from jinja2.compiler import CodeGenerator, Frame
 
+from .guards import SMALL
+
 __all__ = ["GuardedCodeGenerator", "GUARDED_BINOPS"]
 
 _GUARDS = "chatplate.engine.guards"
@@ -26,6 +28,8 @@ _BINOPS = {"+": "add", "*": "mul", "**": "power", "%": "mod"}
 GUARDED_BINOPS = frozenset(_BINOPS)
 # The temporary the output guard keeps the printed value in (a local of the generated function).
 _VALUE = "cp_value"
+# Names a dict answers as attributes (`d.items` is the method, not `d['items']`).
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 class GuardedCodeGenerator(CodeGenerator):
@@ -40,6 +44,31 @@ class GuardedCodeGenerator(CodeGenerator):
         self.writeline(f"from {_GUARDS} import {names}")
         super().visit_Template(node, frame)
 
+    # -- fast paths (no bounds involved) --------------------------------------------------------
+    # ``message['content']`` and ``message.role`` on a plain dict that has the key: what the
+    # sandbox's getitem/getattr would return, without the call. Anything else takes the call.
+
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        if node.ctx != "load" or node.attr in _DICT_ATTRIBUTES:
+            super().visit_Getattr(node, frame)
+            return
+        obj = self.temporary_identifier()
+        self.write(f"({obj}[{node.attr!r}] if type({obj} := ")
+        self.visit(node.node, frame)
+        self.write(f") is dict and {node.attr!r} in {obj} else environment.getattr({obj}, {node.attr!r}))")
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        # Only constant keys: hashable, and free to write three times.
+        if node.ctx != "load" or not isinstance(node.arg, nodes.Const) or not isinstance(node.arg.value, (str, int)):
+            super().visit_Getitem(node, frame)
+            return
+        obj, key = self.temporary_identifier(), repr(node.arg.value)
+        self.write(f"({obj}[{key}] if type({obj} := ")
+        self.visit(node.node, frame)
+        self.write(f") is dict and {key} in {obj} else environment.getitem({obj}, {key}))")
+
+    # -- guards -------------------------------------------------------------------------------
+
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = cp_buffer()")
@@ -51,7 +80,16 @@ class GuardedCodeGenerator(CodeGenerator):
         self.visit(node.right, frame)
         self.write(")")
 
-    visit_Add = visit_Mul = visit_Pow = visit_Mod = _binop
+    visit_Mul = visit_Pow = visit_Mod = _binop
+
+    def visit_Add(self, node: nodes.BinExpr, frame: Frame) -> None:
+        # The commonest operator in templates: a number, or a short string, needs no call.
+        result, kind = self.temporary_identifier(), self.temporary_identifier()
+        self.write(f"({result} if ({kind} := ({result} := ")
+        self.visit(node.left, frame)
+        self.write(" + ")
+        self.visit(node.right, frame)
+        self.write(f").__class__) is int or ({kind} is str and len({result}) <= {SMALL}) else cp_add({result}))")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         if frame.eval_ctx.volatile:

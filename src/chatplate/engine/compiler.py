@@ -161,19 +161,24 @@ def _first_non_space(line: str) -> int | None:
 
 def _compile_failure(exc: BaseException, template_name: str | None) -> TemplateError:
     """The template parsed as Jinja, but Python could not build it: nesting deeper than Python's
-    parser or compiler allow, or a literal too large to hold."""
+    parser or compiler allow, a literal too large to hold, or a construct Python refuses."""
     where = f" ({template_name})" if template_name else ""
-    if isinstance(exc, (RecursionError, SyntaxError, MemoryError)):
-        detail = str(exc) or type(exc).__name__
+    detail = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, (RecursionError, MemoryError)) or (isinstance(exc, SyntaxError) and _TOO_DEEP.search(detail)):
         return TemplateResourceError(
             f"the template{where} nests blocks or expressions too deeply to compile ({detail}); real chat "
             "templates nest a few levels: this template is broken or hostile",
             template_name=template_name, limit="nesting", value=None, maximum=None,
         )
+    if "'break' outside loop" in detail or "'continue' not properly in loop" in detail:
+        detail = "{% break %} or {% continue %} outside a {% for %} loop"
     return TemplateSyntaxError(
-        f"template syntax error{where}: {exc}; fix the literal the message names",
-        template_name=template_name, reason=str(exc),
+        f"template syntax error{where}: {detail}; fix the template", template_name=template_name, reason=detail,
     )
+
+
+# What Python's parser and compiler say when code nests too deeply.
+_TOO_DEEP = re.compile(r"too many (statically nested blocks|levels of indentation)|too many nested|nested too deeply|recursion")
 
 
 def translate_runtime_error(exc: BaseException, template_name: str | None) -> Exception:

@@ -375,12 +375,11 @@ ENVIRONMENT = build_environment()
 
 def render(template: jinja2.Template, variables: dict[str, Any], now: datetime | None, limits: Limits) -> str:
     """Render with ``now`` as the clock for ``strftime_now``, within ``limits``."""
-    budget = Budget(limits)
-    clock_token = _clock.set(now)
-    budget_token = active(budget)
     # The output is collected where the budget can see it grow while the template runs.
     pieces: list[str] = []
-    budget.pieces = pieces
+    budget = Budget(limits, pieces)
+    clock_token = _clock.set(now)
+    budget_token = active(budget)
     try:
         context = template.new_context(variables)
         try:

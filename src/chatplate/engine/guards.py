@@ -25,8 +25,8 @@ __all__ = ["add", "mul", "power", "mod", "concat", "container", "buffer", "itera
 # Loops over at most this many items are charged up front; longer ones item by item, so the
 # clock is read while they run.
 _SMALL_LOOP = 64
-# Results up to this size are not worth a look at the budget.
-_SMALL = 4096
+# Strings up to this size are not worth a look at the budget.
+SMALL = 4096
 # Python refuses to print integers over 4,300 digits (sys.int_info.default_max_str_digits);
 # building ones larger than that is only a way to burn time.
 MAX_INT_DIGITS = 4300
@@ -46,13 +46,13 @@ def _int_result(bits: int) -> None:
         )
 
 
-def add(left: Any, right: Any) -> Any:
-    """``left + right``; a string is at most twice what exists, so it is checked afterwards, and
-    lists are measured first (``a + a`` prints every shared item twice)."""
-    if type(left) in _LISTS and type(right) in _LISTS:
-        current().sized(measure(left) + measure(right), "a list the template builds")
-    result = left + right
-    if type(result) in _SEQUENCES and len(result) > _SMALL:
+def add(result: Any) -> Any:
+    """What ``+`` built (the code generator adds, then calls this unless the result is a number or
+    a short string): a string is at most twice what existed, so it is checked afterwards; a list
+    is measured (``a + a`` prints every shared item twice)."""
+    if type(result) in _LISTS:
+        current().sized(measure(result), "a list the template builds")
+    elif type(result) in _SEQUENCES and len(result) > SMALL:
         current().sized(len(result))
     return result
 
@@ -107,7 +107,7 @@ def concat(parts: tuple[Any, ...], markup: bool) -> str:
         return sized(markup_join(parts))
     strings = [part if type(part) is str else text(part) for part in parts]
     size = sum(map(len, strings))
-    if size > _SMALL:
+    if size > SMALL:
         current().sized(size)
     return str_join(strings)
 
@@ -152,7 +152,7 @@ def checked(value: Any) -> Any:
 
 def sized(result: Any) -> Any:
     """``result`` (a string or list just built), once its size is known to be within bounds."""
-    if len(result) > _SMALL:
+    if len(result) > SMALL:
         current().sized(len(result))
     return result
 

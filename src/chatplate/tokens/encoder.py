@@ -11,7 +11,7 @@ from .. import engine
 from ..errors import ChatplateError, InputError, TruncationError
 from ..messages import validate_conversation
 from .encoding import BatchEncoding, Encoding, MissingBosWarning, Padding, encode_texts, pad_batch, to_tensors
-from .safety import Marker, marker_for
+from .safety import Marker, Marking, marker_for
 from .tokenizer import ChatTokenizer
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class _Renderer:
     """Renders one conversation for encoding: the marked text and, with masks, its trained spans."""
 
     def __init__(
-        self, template: ChatTemplate, render_kwargs: dict[str, Any], marker: Marker | None, control: Marker,
+        self, template: ChatTemplate, render_kwargs: dict[str, Any], marker: Marking | None, control: Marker,
         masks: MaskOptions | None,
     ) -> None:
         self.template, self.render_kwargs, self.marker, self.control, self.masks = template, render_kwargs, marker, control, masks
@@ -111,9 +111,9 @@ class _Renderer:
         masks: MaskOptions | None,
     ) -> _Renderer:
         # The control tokens are needed for masks (end-of-turn markers) even when data is not
-        # sanitized; the marker wraps data only when it is.
-        control = _marker(template, tokenizer, render_kwargs.get("tools"))
-        return cls(template, render_kwargs, control if sanitize else None, control, masks)
+        # sanitized; data is marked only when it is.
+        control, marking = _markers(template, tokenizer, render_kwargs.get("tools"))
+        return cls(template, render_kwargs, marking if sanitize else None, control, masks)
 
     def __call__(self, conversation: Any) -> tuple[str, list[tuple[int, int]] | None]:
         if self.masks is None:
@@ -131,7 +131,8 @@ def _encode_rendered(
     safe: bool,
 ) -> list[Encoding]:
     spans = [spans for _, spans in rendered] if render.masks is not None else None
-    encoded = encode_texts(tokenizer, [text for text, _ in rendered], render.marker, return_offsets, spans)
+    marker = render.marker.data if render.marker is not None else None
+    encoded = encode_texts(tokenizer, [text for text, _ in rendered], marker, return_offsets, spans)
     return [_finish(tokenizer, text, ids, offsets, safe, mask) for text, ids, offsets, mask in encoded]
 
 
@@ -148,9 +149,16 @@ def batch_from(
     return BatchEncoding({name: to_tensors(rows, return_tensors) for name, rows in columns.items()}, encodings)
 
 
-def _marker(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> Marker:
-    source = template.templates[template._pick(tools)]
-    return marker_for(tokenizer.control_tokens(engine.literal_text(source)))
+def _markers(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
+    """The template's control tokens (its end-of-turn markers among them) and what data must
+    not produce, by role."""
+    literals = engine.literal_text(template.templates[template._pick(tools)])
+    marking = Marking(
+        data=marker_for(tokenizer.data_control_tokens(literals)),
+        assistant=marker_for(tuple(sorted(tokenizer.special_tokens))),
+        roles=template.roles,
+    )
+    return marker_for(tokenizer.control_tokens(literals)), marking
 
 
 def _finish(

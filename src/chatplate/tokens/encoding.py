@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, TemplateRuntimeError
+from ..messages import lone_surrogate
 from .safety import Marker, has_markers, split_marked
 from .tokenizer import ChatTokenizer
 
@@ -85,6 +86,13 @@ def encode_texts(
 
     results: list[Any] = [None] * len(rendered)
     whole: list[int] = []
+    for text in rendered:
+        at = lone_surrogate(text)
+        if at is not None:
+            raise TemplateRuntimeError(
+                f"the rendered prompt holds a lone surrogate (U+{ord(text[at]):04X} at character {at}), which no "
+                "tokenizer can encode; the template wrote it (an escape such as '\\ud800', or '%c' of a surrogate)"
+            )
     for index, text in enumerate(rendered):
         if marker is None or not has_markers(text):
             whole.append(index)

@@ -157,6 +157,22 @@ class ChatTokenizer:
         spec["padding"] = None
         return Tokenizer.from_str(json.dumps(spec))
 
+    @cached_property
+    def unreachable_tokens(self) -> frozenset[str]:
+        """Added tokens the model's own vocabulary does not hold, whitespace aside: plain text can
+        never produce them (``<tool_call>``, ``<think>``, ``<|fim_prefix|>``), unlike tokens a
+        SentencePiece model defines in its vocabulary (Gemma's HTML tags), which text does."""
+        model = self.backend.model
+        return frozenset(
+            token for token in self.added_tokens if not token.isspace() and model.token_to_id(token) is None
+        )
+
+    def data_control_tokens(self, template_text: str) -> tuple[str, ...]:
+        """What data other than the assistant's own messages must not produce: the
+        :meth:`control_tokens`, and every added token plain text cannot produce."""
+        tokens = self.control_tokens(template_text)
+        return tokens + tuple(sorted(self.unreachable_tokens.difference(tokens)))
+
     def control_tokens(self, template_text: str) -> tuple[str, ...]:
         """Tokens that data must not produce: every special token, and every other added token the
         template writes literally (whitespace tokens aside, which templates write as text).

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, RecordError
-from ..messages import is_pair_history, messages_from_pairs
+from ..messages import STANDARD_ROLES, is_pair_history, messages_from_pairs
 
 __all__ = ["FORMATS", "Example", "detect_format", "to_example"]
 
 FORMATS = ("openai", "sharegpt", "pairs", "alpaca", "prompt_completion")
 
 # Roles a conversation may carry (chat templates decide what they render).
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function", "ipython"})
 _SHAREGPT_ROLES = {
     "system": "system",
     "human": "user",
@@ -135,9 +134,9 @@ def _check_roles(messages: list[dict[str, Any]]) -> None:
         if not isinstance(message, Mapping):
             raise RecordError(f"messages[{index}]: expected an object, got {type(message).__name__}", reason="bad_record")
         role = message.get("role")
-        if role not in ROLES:
+        if role not in STANDARD_ROLES:
             raise RecordError(
-                f"messages[{index}].role: {role!r} is not a chat role (expected one of {', '.join(sorted(ROLES))})",
+                f"messages[{index}].role: {role!r} is not a chat role (expected one of {', '.join(sorted(STANDARD_ROLES))})",
                 reason="bad_role",
             )
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .. import engine
 from ..errors import ChatplateError, InputError, MaskError
 from ..messages import validate_conversation
-from ..tokens.safety import END, START, Marker, mark
+from ..tokens.safety import MARKS, START, Marker, Marking, has_markers, mark
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
@@ -70,7 +70,7 @@ def conversation_spans(
     template: ChatTemplate,
     conversation: Any,
     render_kwargs: dict[str, Any],
-    marker: Marker | None,
+    marker: Marking | None,
     eot: Marker,
     options: MaskOptions,
 ) -> tuple[str, list[tuple[int, int]]]:
@@ -114,7 +114,7 @@ def _derived_turns(
     messages: list[dict[str, Any]],
     text: str,
     render_kwargs: dict[str, Any],
-    marker: Marker | None,
+    marker: Marking | None,
     eot: Marker,
     roles: frozenset[str],
 ) -> list[tuple[int, int, int]]:
@@ -140,14 +140,14 @@ def _derived_turns(
         start = len(os.path.commonprefix([prefix, turn]))
         content = _last_text(message.get("content"))
         if marker is not None and content:
-            content = mark(content, marker)  # as the data reaches the rendered text
+            content = mark(content, marker.for_role(role))  # as the data reaches the rendered text
         rendered_content = bool(content) and content in turn[start:]
         # The prefix is trusted only if the turn before this one ends inside it (a template may
         # render earlier messages elsewhere once there are more of them: a system prompt moved
         # into the last user turn, say).
         before = _last_text(messages[index - 1].get("content")) if index else ""
         if marker is not None and before:
-            before = mark(before, marker)
+            before = mark(before, marker.for_role(messages[index - 1].get("role")))
         stable = start >= cursor and text.startswith(turn[:start]) and not (before and before in turn and before not in turn[:start])
         span = None
         if stable:
@@ -221,7 +221,7 @@ def _last_text(content: Any) -> str:
 
 
 def _render_prefix(
-    template: ChatTemplate, messages: list[dict[str, Any]], render_kwargs: dict[str, Any], marker: Marker | None,
+    template: ChatTemplate, messages: list[dict[str, Any]], render_kwargs: dict[str, Any], marker: Marking | None,
     generation_prompt: bool,
 ) -> str | None:
     kwargs = {**render_kwargs, "add_generation_prompt": generation_prompt, "continue_final_message": False}
@@ -249,9 +249,9 @@ def _through_end_of_turn(text: str, start: int, end: int, eot: Marker, include: 
 
 def clean_positions(text: str, positions: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Spans in marked text mapped into the text without markers (markers are removed there)."""
-    if not (START in text or END in text):
+    if not has_markers(text):
         return positions
-    marks = [i for i, char in enumerate(text) if char == START or char == END]
+    marks = [i for i, char in enumerate(text) if char in MARKS]
 
     def clean(position: int) -> int:
         return position - bisect.bisect_left(marks, position)
