@@ -309,10 +309,10 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
             chars += len(item)
             if not item.isascii() and _SURROGATE.search(item):
                 raise _Rejected(_surrogate(item), _key(key))
-        elif item is None:
-            if drop_none:
+        elif kind in _FLAT:
+            if item is None and drop_none:
                 continue
-        elif kind not in _FLAT:
+        else:
             try:
                 if kind is dict and depth < size.max_depth:
                     item = _plain_mapping(item, size, depth + 1, False)
@@ -321,7 +321,7 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
             except _Rejected as exc:
                 exc.path.append(_key(key))
                 raise
-        if type(key) not in _SCALARS:
+        if type(key) is not str and type(key) not in _SCALARS:
             key = _plain(key, size, depth)
         copy[key] = item
     size.size += chars + len(copy)

@@ -137,3 +137,50 @@ def test_limits_replace_and_unknown_names() -> None:
         Limits().replace(max_wrok=5)
     with pytest.raises(chatplate.InputError, match="chatplate.Limits"):
         ChatTemplate("x", limits={"max_work": 5})  # type: ignore[arg-type]
+
+
+# Operations the guards wrap, with ordinary sizes: the guarded environment must compute exactly
+# what jinja2's own sandbox computes with jinja2's own filters.
+SAME_AS_JINJA = [
+    "{{ 'ab' * 3 }}{{ 3 * 'ab' }}{{ [1] * 2 }}{{ (1, 2) * 2 }}{{ 2 * 3 }}{{ 2.5 * 2 }}{{ true * 'x' }}{{ 'x' * -1 }}",
+    "{{ 2 ** 10 }}{{ 2 ** -1 }}{{ 2.0 ** 0.5 }}{{ (-2) ** 3 }}{{ 10 ** 10 ** 2 }}",
+    "{{ '%5.2f|%-4s|%03d' % (3.14159, 'a', 7) }}{{ '%(a)s' % {'a': 1} }}{{ '%s' % [1, 'x'] }}{{ 7 % 3 }}",
+    "{{ 'a' ~ 1 ~ none ~ [1] ~ {'k': 'v'} }}{{ 1 + 2 }}{{ 'a' + 'b' }}{{ [1] + [2] }}{{ (1,) + (2,) }}{{ 1.5 + 1 }}",
+    "{{ 'x' | center(9) }}{{ 'a\nb\n\nc' | indent(2) }}{{ 'a\nb' | indent('> ', true, true) }}",
+    "{{ 'the quick brown fox' | wordwrap(7) }}{{ 'aaa' | replace('a', 'bb', 2) }}{{ 'aXa' | replace('X', '') }}",
+    "{{ '%s-%s' | format('a', 1) }}{{ [1, 2, 3] | batch(2, 0) | list }}{{ [1, 2, 3] | slice(2, 'f') | list }}",
+    "{{ [[1], [2]] | sum(start=[]) }}{{ [1, 2] | sum }}{{ [m, m] | join(', ', attribute='role') }}{{ [1, 'a'] | join('|') }}",
+    "{{ m | tojson }}{{ [m] | tojson(indent=2) }}{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}{{ 'é' | tojson }}",
+    "{{ '{:>5}|{:.2f}|{name}'.format('x', 3.14159, name='n') }}{{ '{0[role]}'.format(m) }}{{ 'a{}'.format([1]) }}",
+    "{{ 'a\tb'.expandtabs(4) }}{{ 'x'.ljust(3, '.') }}{{ 'x'.rjust(3) }}{{ 'x'.center(4, '*') }}{{ '7'.zfill(3) }}",
+    "{{ '-'.join(['a', 'b']) }}{{ 'abc'.replace('b', 'BB') }}{{ 'abc'.translate({98: 'XY'}) }}",
+    "{{ dict.fromkeys(['a', 'b'], 1) }}{{ dict(a=[1], b=m) }}{{ [m, m] | list }}{{ m.items() | list | sort }}",
+    "{% for c in 'abc' %}{{ loop.index }}{{ c }}{{ loop.length }}{{ loop.last }}{% endfor %}",
+    "{% for x in range(100) %}{{ x if loop.revindex < 3 }}{% endfor %}{% for k, v in m | dictsort %}{{ k }}={{ v }}{% endfor %}",
+    "{% for x in [1, 2, 3] | select('odd') %}{{ x }}{{ loop.length }}{% else %}none{% endfor %}{% for x in [] %}{% else %}E{% endfor %}",
+    "{% for x in [[1, [2]], [3]] recursive %}[{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}]{% endfor %}",
+    "{% macro f(n) %}{% if n %}({{ f(n - 1) }}){% endif %}{% endmacro %}{{ f(5) }}",
+    "{% macro w() %}<{{ caller() }}>{% endmacro %}{% call w() %}in{% endcall %}{% set s %}x{{ m.role }}y{% endset %}{{ s }}",
+    "{% filter upper %}abc{{ m.content }}{% endfilter %}{% set ns = namespace(s='') %}{% for i in range(3) %}"
+    "{% set ns.s = ns.s ~ i %}{% endfor %}{{ ns.s }}{{ ns }}",
+    "{% autoescape true %}{{ '<b>' ~ m.content }}{{ '<i>' }}{% endautoescape %}{{ ['<a>'] | join }}{{ '<x>' | e }}",
+    "{{ m }}{{ [m, [1, (2, 3)]] }}{{ [m] | string }}{{ [m] | pprint }}{{ m.content[0] }}{{ m['role'] }}{{ m.items }}",
+]
+
+
+@pytest.mark.parametrize("source", SAME_AS_JINJA)
+def test_guarded_operations_compute_what_jinja2_computes(source: str) -> None:
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from chatplate.engine.environment import ENVIRONMENT, GenerationExtension, _tojson
+
+    plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                          extensions=[GenerationExtension, jinja2.ext.loopcontrols])
+    plain.filters["tojson"] = _tojson
+    plain.globals["dict"] = dict
+    from chatplate.engine import render
+
+    data = {"m": {"role": "user", "content": "hi"}}
+    ours = render(ENVIRONMENT.from_string(source), dict(data), None, Limits())  # with a budget running
+    assert ours == plain.from_string(source).render(data)

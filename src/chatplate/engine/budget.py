@@ -134,13 +134,16 @@ class Budget:
         if size >> _CHARS_PER_UNIT_SHIFT:
             self.charge(size >> _CHARS_PER_UNIT_SHIFT)
 
-    def enter(self) -> None:
-        """One level deeper (a macro call or a recursive loop)."""
+    def nested(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """``call(*args, **kwargs)`` one level deeper (a macro call or a recursive loop's)."""
         self.charge(CALL_UNITS)
-        depth = self.depth = self.depth + 1
-        if depth > self.max_depth:
+        if self.depth >= self.max_depth:
+            raise LimitExceeded("max_depth", self.depth + 1, self.max_depth, "macro calls or recursive loops")
+        self.depth += 1
+        try:
+            return call(*args, **kwargs)
+        finally:
             self.depth -= 1
-            raise LimitExceeded("max_depth", depth, self.max_depth, "macro calls or recursive loops")
 
     def written(self, total: int) -> None:
         """The whole output is ``total`` characters."""

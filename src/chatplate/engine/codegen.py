@@ -52,10 +52,10 @@ class GuardedCodeGenerator(CodeGenerator):
         if node.ctx != "load" or node.attr in _DICT_ATTRIBUTES:
             super().visit_Getattr(node, frame)
             return
-        obj = self.temporary_identifier()
-        self.write(f"({obj}[{node.attr!r}] if type({obj} := ")
+        obj, name = self.temporary_identifier(), repr(node.attr)
+        self.write(f"({obj}[{name}] if type({obj} := ")
         self.visit(node.node, frame)
-        self.write(f") is dict and {node.attr!r} in {obj} else environment.getattr({obj}, {node.attr!r}))")
+        self.write(f") is dict and {name} in {obj} else environment.getattr({obj}, {name}))")
 
     def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
         # Only constant keys: hashable, and free to write three times.
@@ -65,7 +65,12 @@ class GuardedCodeGenerator(CodeGenerator):
         obj, key = self.temporary_identifier(), repr(node.arg.value)
         self.write(f"({obj}[{key}] if type({obj} := ")
         self.visit(node.node, frame)
-        self.write(f") is dict and {key} in {obj} else environment.getitem({obj}, {key}))")
+        self.write(f") is dict and {key} in {obj} else ")
+        if isinstance(node.arg.value, str) and not hasattr(str, node.arg.value):
+            # A string indexed by a name strings have no attribute for (`part['type']` while a
+            # template iterates the characters of a string content): undefined, as the sandbox says.
+            self.write(f"environment.undefined(obj={obj}, name={key}) if type({obj}) is str else ")
+        self.write(f"environment.getitem({obj}, {key}))")
 
     # -- guards -------------------------------------------------------------------------------
 

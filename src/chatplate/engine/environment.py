@@ -287,11 +287,7 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
             if budget is not None:
                 # Macros (and `caller()`) are the template's functions: each call is work and
                 # one level of nesting.
-                budget.enter()
-                try:
-                    return __self._call_plain(__context, __obj, (__context.eval_ctx,), args, kwargs)
-                finally:
-                    budget.depth -= 1
+                return budget.nested(__self._call_plain, __context, __obj, (__context.eval_ctx,), args, kwargs)
             prefix = (__context.eval_ctx,)
         elif __self._plain_callable(__obj):
             prefix = ()
@@ -299,11 +295,7 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
             # `loop(children)` in a recursive for loop: one level deeper, its items charged.
             budget = running()
             if budget is not None:
-                budget.enter()
-                try:
-                    return super().call(__context, __obj, iterate(args[0]), *args[1:], **kwargs)
-                finally:
-                    budget.depth -= 1
+                return budget.nested(super().call, __context, __obj, iterate(args[0]), *args[1:], **kwargs)
             return super().call(__context, __obj, *args, **kwargs)
         else:
             return super().call(__context, __obj, *args, **kwargs)

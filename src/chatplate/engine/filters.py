@@ -17,13 +17,13 @@ import jinja2.filters as jf
 from jinja2.utils import generate_lorem_ipsum
 
 from .budget import current, running
-from .guards import _CONTAINERS, sized, check_printf, measure
+from .guards import CONTAINERS, sized, check_printf, measure
 
 __all__ = ["bounded_filters", "bounded_lipsum", "STR_METHOD_GUARDS", "check_str_format", "bounded_join"]
 
 
 def _text_size(value: Any) -> int:
-    if isinstance(value, _CONTAINERS):
+    if isinstance(value, CONTAINERS):
         return measure(value)
     return len(value) if isinstance(value, str) else len(str(value))
 
@@ -51,7 +51,7 @@ def _center(value: Any, width: Any = 80, **_: Any) -> None:
 
 
 def _indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> None:
-    text = str(value) if not isinstance(value, _CONTAINERS) else ""
+    text = str(value) if not isinstance(value, CONTAINERS) else ""
     size = _text_size(value)
     step = len(width) if isinstance(width, str) else _width(width)
     current().sized(size + (text.count("\n") + 2) * step)
@@ -67,7 +67,7 @@ def _wordwrap(value: Any, width: Any = 79, break_long_words: Any = True, wrapstr
 
 
 def _replace(value: Any, old: Any = "", new: Any = "", count: Any = None, **_: Any) -> None:
-    current().sized(_replace_growth(str(value) if not isinstance(value, _CONTAINERS) else "", old, new, count) + _text_size(value))
+    current().sized(_replace_growth(str(value) if not isinstance(value, CONTAINERS) else "", old, new, count) + _text_size(value))
 
 
 def _format(value: Any, *args: Any, **kwargs: Any) -> None:
@@ -76,7 +76,7 @@ def _format(value: Any, *args: Any, **kwargs: Any) -> None:
 
 def _fill(value: Any, count: Any, fill_with: Any) -> None:
     if fill_with is not None:
-        current().sized(_width(count) * (measure(fill_with) if isinstance(fill_with, _CONTAINERS) else 1), "the filler")
+        current().sized(_width(count) * (measure(fill_with) if isinstance(fill_with, CONTAINERS) else 1), "the filler")
 
 
 def _batch(value: Any, linecount: Any = 0, fill_with: Any = None, **_: Any) -> None:
@@ -92,7 +92,7 @@ def _slice(value: Any, slices: Any = 0, fill_with: Any = None, **_: Any) -> None
 def _tojson(value: Any, ensure_ascii: Any = False, indent: Any = None, *_: Any, **__: Any) -> None:
     # Input is a tree within max_input_chars and every container a template builds is measured
     # when built, so plain JSON is bounded already; escaping and indentation multiply it.
-    if not isinstance(value, _CONTAINERS) or not (ensure_ascii or indent):
+    if not isinstance(value, CONTAINERS) or not (ensure_ascii or indent):
         return
     shape: list[int] = [0, 0]
     size = measure(value, ascii_only=bool(ensure_ascii), shape=shape)
@@ -128,7 +128,7 @@ def _measured(func: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(func)
         def filter_(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(value, _CONTAINERS):
+            if isinstance(value, CONTAINERS):
                 measure(value)
             return func(context, value, *args, **kwargs)
 
@@ -136,7 +136,7 @@ def _measured(func: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(func)
         def filter_(value: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(value, _CONTAINERS):
+            if isinstance(value, CONTAINERS):
                 measure(value)
             return func(value, *args, **kwargs)
 
@@ -298,7 +298,7 @@ def check_str_format(template: str, args: tuple[Any, ...], kwargs: Mapping[str, 
     if numbers:
         budget.sized(len(template) + sum(numbers), "a format string's widths")
     for value in values:
-        if isinstance(value, _CONTAINERS):
+        if isinstance(value, CONTAINERS):
             measure(value)
 
 

@@ -15,12 +15,15 @@ from itertools import chain
 from typing import Any
 
 from markupsafe import Markup, soft_str
-from jinja2.runtime import markup_join, str_join
+from jinja2.runtime import markup_join
 from jinja2.utils import Namespace
 
 from .budget import LimitExceeded, current, running as _running
 
-__all__ = ["add", "mul", "power", "mod", "concat", "container", "buffer", "iterate", "text", "checked", "sized", "measure", "check_printf"]
+__all__ = [
+    "add", "mul", "power", "mod", "concat", "container", "buffer", "iterate", "text", "checked", "sized", "measure",
+    "check_printf", "CONTAINERS", "SMALL",
+]
 
 # Loops over at most this many items are charged up front; longer ones item by item, so the
 # clock is read while they run.
@@ -34,7 +37,7 @@ _MAX_INT_BITS = int(MAX_INT_DIGITS / 0.30103)
 
 _SEQUENCES = (str, list, tuple, bytes, Markup)
 _LISTS = frozenset((list, tuple))
-_CONTAINERS = (list, tuple, dict, set, frozenset, Namespace)
+CONTAINERS = (list, tuple, dict, set, frozenset, Namespace)
 
 
 def _int_result(bits: int) -> None:
@@ -59,20 +62,15 @@ def add(result: Any) -> Any:
 
 def mul(left: Any, right: Any) -> Any:
     """``left * right``, refusing a repetition or an integer product larger than the limits."""
-    if isinstance(left, int) and isinstance(right, _SEQUENCES):
-        left, right = right, left
-        swapped = True
-    else:
-        swapped = False
-    if isinstance(right, int) and isinstance(left, _SEQUENCES):
-        times = max(right, 0)
+    sequence, times = (left, right) if isinstance(right, int) else (right, left)
+    if isinstance(sequence, _SEQUENCES) and isinstance(times, int):
         budget = current()
-        budget.sized(len(left) * times)
-        if type(left) in _LISTS:
-            budget.sized(measure(left) * times, "a list the template builds")
+        budget.sized(len(sequence) * max(times, 0))
+        if type(sequence) in _LISTS:
+            budget.sized(measure(sequence) * max(times, 0), "a list the template builds")
     elif isinstance(left, int) and isinstance(right, int):
         _int_result(left.bit_length() + right.bit_length())
-    return right * left if swapped else left * right
+    return left * right
 
 
 def container(value: Any) -> Any:
@@ -102,14 +100,14 @@ def concat(parts: tuple[Any, ...], markup: bool) -> str:
     """The ``~`` operator: every part as text, joined (escaped when ``markup``, as jinja2 does)."""
     if markup:
         for part in parts:
-            if isinstance(part, _CONTAINERS):
+            if isinstance(part, CONTAINERS):
                 measure(part)
         return sized(markup_join(parts))
     strings = [part if type(part) is str else text(part) for part in parts]
     size = sum(map(len, strings))
     if size > SMALL:
         current().sized(size)
-    return str_join(strings)
+    return "".join(strings)
 
 
 def buffer() -> list[str]:
@@ -137,7 +135,7 @@ def iterate(iterable: Any) -> Any:
 def text(value: Any) -> str:
     """``str(value)`` for output and ``~``; containers are measured first, since a list that
     holds the same list twice, nested 40 times, prints as a trillion characters."""
-    if isinstance(value, _CONTAINERS):
+    if isinstance(value, CONTAINERS):
         measure(value)
         return sized(str(value))
     return str(value)
@@ -145,7 +143,7 @@ def text(value: Any) -> str:
 
 def checked(value: Any) -> Any:
     """``value`` itself, once any container in it is known to print at a bounded size."""
-    if isinstance(value, _CONTAINERS):
+    if isinstance(value, CONTAINERS):
         measure(value)
     return value
 
@@ -199,7 +197,7 @@ def measure(value: Any, ascii_only: bool = False, shape: list[int] | None = None
                 total += entry.bit_length() // 3 + 1
             elif kind in _FLAT:
                 total += 24
-            elif isinstance(entry, _CONTAINERS):
+            elif isinstance(entry, CONTAINERS):
                 total += size_of(entry, depth + 1)
             else:
                 total += len(soft_str(entry))
@@ -210,7 +208,7 @@ def measure(value: Any, ascii_only: bool = False, shape: list[int] | None = None
         sizes[key] = total
         return total
 
-    if not isinstance(value, _CONTAINERS):
+    if not isinstance(value, CONTAINERS):
         return len(soft_str(value))
     return size_of(value, 0)
 
@@ -226,13 +224,14 @@ def check_printf(template: str, values: Iterable[Any]) -> None:
     """Refuse ``%`` formatting whose widths or precisions would build more than the limit, and
     containers among the values that would print too large."""
     budget = current()
-    numbers = [int(n) for spec in _PRINTF.findall(template) for n in spec if n and n != "*"]
-    if any(n for spec in _PRINTF.findall(template) for n in spec if n == "*"):
+    fields = [n for spec in _PRINTF.findall(template) for n in spec if n]
+    numbers = [int(n) for n in fields if n != "*"]
+    if "*" in fields:  # widths taken from the values
         numbers += [v for v in values if isinstance(v, int)]
     if numbers:
         budget.sized(len(template) + sum(numbers), "a % format's widths")
     if isinstance(values, dict):
         values = values.values()
     for value in values:
-        if isinstance(value, _CONTAINERS):
+        if isinstance(value, CONTAINERS):
             measure(value)
