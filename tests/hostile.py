@@ -96,6 +96,11 @@ CASES: list[Hostile] = [
     Hostile("shared-string-json", "growth", "{{ ([messages[0].content * 1000000] * 100000) | tojson }}", "max_output_chars"),
     Hostile("fromkeys", "growth", "{{ dict.fromkeys(range(100000), 'x' * 1000000) | tojson }}", "max_output_chars"),
     Hostile("tojson-indent", "growth", "{{ messages | tojson(indent=10 ** 9) }}", "max_output_chars"),
+    Hostile("tojson-indent-deep", "growth",
+            "{% set ns = namespace(x=[0] * 1000000) %}{% for i in range(90) %}{% set ns.x = [ns.x] %}{% endfor %}"
+            "{{ ns.x | tojson(indent=16) | length }}", ("max_output_chars", "max_work")),
+    Hostile("tojson-ascii", "growth", "{{ ([messages[0].content * 1000] * 1000) | tojson(ensure_ascii=true) }}",
+            "max_output_chars", messages=[{"role": "user", "content": "🙂"}]),
     Hostile("sum-of-lists", "growth", "{{ ([[1] * 1000] * 100000) | sum(start=[]) | length }}", ("max_output_chars", "max_work")),
     Hostile("batch-fill", "growth", "{{ messages | batch(10 ** 10, 'x') | list }}", "max_output_chars"),
     Hostile("slice-fill", "growth", "{{ messages | slice(10 ** 9) | list }}", "max_output_chars"),

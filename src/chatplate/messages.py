@@ -96,7 +96,7 @@ class InputSize:
         self.size = 0
         _, _, self.max_depth, self.max_size = limits.bounds
 
-    def check(self) -> None:
+    def check_input(self) -> None:
         if self.size > self.max_size:
             raise TemplateResourceError(
                 f"the input is larger than max_input_chars={self.max_size:,} (characters of the messages, tools, "
@@ -155,6 +155,16 @@ def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, si
                 f"messages[{index}]: expected a mapping with 'role' and 'content', got {_describe(message)}{hint}",
                 index=index,
             )
+        if type(message) is dict and len(message) == 2:
+            # The commonest message, {"role": str, "content": str}, checked without the walk.
+            role, content = message.get("role"), message.get("content")
+            if (
+                type(role) is str and type(content) is str and role.isascii()
+                and (content.isascii() or not _SURROGATE.search(content))
+            ):
+                size.size += len(role) + len(content) + 2
+                cleaned.append({"role": role, "content": content} if next(iter(message)) == "role" else dict(message))
+                continue
         try:
             # The reference drops null keys: OpenAI-style `content=None` must not render as "None".
             copy = _plain_mapping(message, size, 1, drop_none=True)
@@ -172,7 +182,7 @@ def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, si
         ):
             _check_message(index, original, copy)
         cleaned.append(copy)
-    size.check()
+    size.check_input()
     return cleaned
 
 
@@ -236,13 +246,15 @@ def plain_input(value: Any, name: str, size: InputSize, error: type[InputError] 
     a bad value raises ``error`` naming ``name`` and the path inside it."""
     if value is None:
         return None
+    if type(value) is dict and not value:  # no variables: the commonest call
+        return {}
     try:
         copy = _plain(value, size, 0)
     except _Rejected as exc:
         raise error(f"{name}{_path(exc.path)}: {exc.problem}") from None
     except RecursionError:
         raise error(f"{name}: {_too_deep(size.max_depth)}") from None
-    size.check()
+    size.check_input()
     return copy
 
 
@@ -326,7 +338,7 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
         copy[key] = item
     size.size += chars + len(copy)
     if size.size > size.max_size:
-        size.check()
+        size.check_input()
     return copy
 
 
@@ -357,7 +369,7 @@ def _plain_items(value: Any, size: InputSize, depth: int) -> list[Any]:
         copy.append(item)
     size.size += chars + len(copy)
     if size.size > size.max_size:
-        size.check()
+        size.check_input()
     return copy
 
 

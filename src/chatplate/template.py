@@ -13,7 +13,6 @@ from .errors import ContinuationError, DocumentsError, InputError, TemplateNotFo
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import (
     REASONING_FIELDS,
-    InputSize,
     alias_reasoning,
     check_roles,
     plain_input,
@@ -95,7 +94,7 @@ class ChatTemplate:
         self.templates: dict[str, str] = templates
         self.bos_token = bos_token
         self.eos_token = eos_token
-        self.special_tokens: dict[str, str] = dict(special_tokens or {})
+        self.special_tokens: dict[str, str] = to_plain(dict(special_tokens or {}))
         self.origin = origin
         self.limits = _check_limits(limits) if limits is not None else DEFAULT_LIMITS
         # Roles beyond the standard ones that this template turns into control tokens.
@@ -395,7 +394,7 @@ class ChatTemplate:
         )
 
     def _variables(self, variables: dict[str, Any]) -> dict[str, Any]:
-        merged: dict[str, Any] = to_plain(self.special_tokens)
+        merged: dict[str, Any] = dict(self.special_tokens)
         if self.bos_token is not None:
             merged["bos_token"] = self.bos_token
         if self.eos_token is not None:
@@ -420,8 +419,9 @@ class ChatTemplate:
         # reference, so the same inputs fail and the same inputs render.
         limits = self.limits if limits is None else _check_limits(limits)
         name = self._pick(tools)
-        size = InputSize(limits)
-        chat = validate_conversation(messages, limits, size)
+        # One budget for the call: the input's size first, then the render.
+        budget = engine.Budget(limits, now)
+        chat = validate_conversation(messages, limits, budget)
         if continue_final_message and add_generation_prompt:
             raise InputError(
                 "continue_final_message and add_generation_prompt cannot be used together: continue the "
@@ -433,9 +433,9 @@ class ChatTemplate:
             raise InputError(f"now: expected a datetime.datetime, got {type(now).__name__}")
         tool_schemas = to_tool_schemas(tools)
         validate_documents(documents)
-        tool_schemas = plain_input(tool_schemas, "tools", size, ToolSchemaError)
-        documents = plain_input(documents, "documents", size, DocumentsError)
-        variables = plain_input(variables, "variables", size)
+        tool_schemas = plain_input(tool_schemas, "tools", budget, ToolSchemaError)
+        documents = plain_input(documents, "documents", budget, DocumentsError)
+        variables = plain_input(variables, "variables", budget)
         if marker is not None:
             # Control tokens in the data (not in the template's own special-token variables)
             # are marked so the encoder can encode them as text.
@@ -456,9 +456,9 @@ class ChatTemplate:
         compiled = self._compiled[name]
         try:
             if with_spans:
-                text, spans = engine.render_with_spans(compiled, template_vars, now, limits)
+                text, spans = engine.render_with_spans(compiled, template_vars, budget)
             else:
-                text, spans = engine.render(compiled, template_vars, now, limits), []
+                text, spans = engine.render(compiled, template_vars, budget), []
         except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
             raise engine.translate_runtime_error(exc, self._label(name)) from exc
 

@@ -151,6 +151,8 @@ SAME_AS_JINJA = [
     "{{ '%s-%s' | format('a', 1) }}{{ [1, 2, 3] | batch(2, 0) | list }}{{ [1, 2, 3] | slice(2, 'f') | list }}",
     "{{ [[1], [2]] | sum(start=[]) }}{{ [1, 2] | sum }}{{ [m, m] | join(', ', attribute='role') }}{{ [1, 'a'] | join('|') }}",
     "{{ m | tojson }}{{ [m] | tojson(indent=2) }}{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}{{ 'é' | tojson }}",
+    "{{ 'é🙂' | tojson(ensure_ascii=true) }}{{ [m, {'x': [1, 2.5, none, true]}] | tojson(indent='\t', separators=(',', ': ')) }}"
+    "{{ m | tojson(indent=0) }}{{ 'x' | tojson(indent=2) }}",
     "{{ '{:>5}|{:.2f}|{name}'.format('x', 3.14159, name='n') }}{{ '{0[role]}'.format(m) }}{{ 'a{}'.format([1]) }}",
     "{{ 'a\tb'.expandtabs(4) }}{{ 'x'.ljust(3, '.') }}{{ 'x'.rjust(3) }}{{ 'x'.center(4, '*') }}{{ '7'.zfill(3) }}",
     "{{ '-'.join(['a', 'b']) }}{{ 'abc'.replace('b', 'BB') }}{{ 'abc'.translate({98: 'XY'}) }}",
@@ -173,14 +175,15 @@ def test_guarded_operations_compute_what_jinja2_computes(source: str) -> None:
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from chatplate.engine.environment import ENVIRONMENT, GenerationExtension, _tojson
+    from chatplate.engine.environment import ENVIRONMENT, GenerationExtension
 
     plain = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                           extensions=[GenerationExtension, jinja2.ext.loopcontrols])
-    plain.filters["tojson"] = _tojson
+    plain.filters["tojson"] = lambda value, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
     plain.globals["dict"] = dict
-    from chatplate.engine import render
+    from chatplate.engine import Budget, render
 
     data = {"m": {"role": "user", "content": "hi"}}
-    ours = render(ENVIRONMENT.from_string(source), dict(data), None, Limits())  # with a budget running
+    ours = render(ENVIRONMENT.from_string(source), dict(data), Budget(Limits()))  # with a budget running
     assert ours == plain.from_string(source).render(data)

@@ -1,6 +1,10 @@
 """The only package that imports jinja2: environment, compilation and error translation."""
 
 from .compiler import compile_template, has_generation_blocks, literal_text, translate_runtime_error
+from .budget import Budget
 from .environment import render, render_with_spans
 
-__all__ = ["compile_template", "has_generation_blocks", "literal_text", "render", "render_with_spans", "translate_runtime_error"]
+__all__ = [
+    "Budget", "compile_template", "has_generation_blocks", "literal_text", "render", "render_with_spans",
+    "translate_runtime_error",
+]

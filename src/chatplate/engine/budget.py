@@ -1,6 +1,6 @@
 """The budget of one render: what a template has consumed, checked against its ``Limits``.
 
-A :class:`Budget` lives in a context variable for the length of one render. The guarded code the
+A :class:`Budget` is the thread's current one (``state.budget``) for the length of one render. The guarded code the
 code generator emits (``guards.py``), the sandbox's call hook and the bounded filters charge it:
 loop iterations and macro calls as work, the size of every string or list an operation builds,
 the nesting of macro calls, and the characters written out. Crossing a limit raises
@@ -10,15 +10,16 @@ that names the template line.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
 from itertools import islice
 from typing import Any
 
 from ..limits import Limits
+from ..messages import InputSize
 
-__all__ = ["Budget", "LimitExceeded", "current", "active"]
+__all__ = ["Budget", "LimitExceeded", "WatchedBuffer", "current", "folding", "state"]
 
 # How often (in work units) the clock and the output written so far are looked at.
 _CHECK_EVERY = 128
@@ -56,49 +57,55 @@ class LimitExceeded(Exception):  # noqa: N818 - internal signal, translated at t
         return f"exceeded {self.limit}={bound}: reached {reached} {what}{detail}".replace("  ", " ")
 
 
-class Budget:
-    """Counters of one render and the limits they run against (``None`` limits never fire)."""
+class Budget(InputSize):
+    """Counters of one call and the limits they run against (unbounded limits are
+    ``sys.maxsize``): the input's size as :class:`InputSize` counts it, then the render's work,
+    nesting and output. It also carries the render's clock (``now``) for ``strftime_now``."""
 
     __slots__ = (
-        "limits", "max_chars", "max_work", "max_depth", "work", "depth", "checkpoint", "started",
-        "pieces", "counted", "output", "buffers", "buffered",
+        "limits", "max_chars", "work", "depth", "checkpoint", "started", "pieces", "counted", "output", "buffers",
+        "buffered", "now",
     )
 
-    def __init__(self, limits: Limits, pieces: list[str] | None = None) -> None:
+    def __init__(self, limits: Limits, now: Any = None) -> None:
         self.limits = limits
-        self.max_chars, self.max_work, self.max_depth, _ = limits.bounds
-        self.work = self.depth = self.counted = self.output = self.buffered = 0
-        self.checkpoint = _CHECK_EVERY if _CHECK_EVERY <= self.max_work else self.max_work + 1
-        self.started = time.monotonic()
-        # The top-level output, filled by the caller while the template runs; counted at
-        # checkpoints so a runaway loop is stopped long before the join.
-        self.pieces = pieces
-        # The output buffers of macros and blocks still being written, counted the same way:
-        # [buffer, pieces counted, characters counted] each.
-        self.buffers: list[list[Any]] = []
+        self.max_chars, max_work, self.max_depth, self.max_size = limits.bounds
+        self.size = self.work = self.depth = self.counted = self.output = self.buffered = 0
+        self.checkpoint = _CHECK_EVERY if _CHECK_EVERY <= max_work else max_work + 1
+        # Set at the first checkpoint: renders too small to reach one never read the clock.
+        self.started = 0.0
+        self.now = now
+        # The top-level output, filled by the renderer while the template runs, and the output
+        # buffers of macros and blocks still being written ([buffer, pieces counted, characters
+        # counted] each): counted at checkpoints, so a runaway loop stops long before a join.
+        self.pieces: list[str] | None = None
+        self.buffers: list[list[Any]] | None = None
 
     def charge(self, units: int) -> None:
         """Add ``units`` of work; at every checkpoint also look at the clock and the output."""
         work = self.work = self.work + units
         if work >= self.checkpoint:
-            if work > self.max_work:
-                raise LimitExceeded("max_work", work, self.max_work)
-            self.checkpoint = min(work + _CHECK_EVERY, self.max_work + 1)
+            max_work = self.limits.bounds[1]
+            if work > max_work:
+                raise LimitExceeded("max_work", work, max_work)
+            self.checkpoint = min(work + _CHECK_EVERY, max_work + 1)
             self.check()
 
     def check(self) -> None:
         seconds = self.limits.max_seconds
         if seconds is not None:
-            elapsed = time.monotonic() - self.started
-            if elapsed > seconds:
-                raise LimitExceeded("max_seconds", elapsed, seconds)
+            now = time.monotonic()
+            if not self.started:
+                self.started = now
+            elif now - self.started > seconds:
+                raise LimitExceeded("max_seconds", now - self.started, seconds)
         pieces = self.pieces
         if pieces is not None:
             end = len(pieces)
             if end > self.counted:
                 self.output += sum(map(len, pieces[self.counted : end]))
                 self.counted = end
-        for entry in self.buffers:
+        for entry in self.buffers or ():
             buffer, counted, _ = entry
             end = len(buffer)
             if end > counted:
@@ -113,13 +120,18 @@ class Budget:
 
     def buffer(self) -> list[str]:
         """A new output buffer for a macro or block, watched until it is joined."""
-        buffer: list[str] = []
+        buffer = WatchedBuffer()
+        if self.buffers is None:
+            self.buffers = []
         self.buffers.append([buffer, 0, 0])
         return buffer
 
     def joined(self, buffer: list[str]) -> None:
         """``buffer`` is being joined into one string: it no longer holds output of its own."""
-        buffers = self.buffers
+        buffers = self.buffers or []
+        if buffers and buffers[-1][0] is buffer:  # buffers close in the order they opened
+            self.buffered -= buffers.pop()[2]
+            return
         for position in range(len(buffers) - 1, -1, -1):
             if buffers[position][0] is buffer:
                 self.buffered -= buffers[position][2]
@@ -134,16 +146,13 @@ class Budget:
         if size >> _CHARS_PER_UNIT_SHIFT:
             self.charge(size >> _CHARS_PER_UNIT_SHIFT)
 
-    def nested(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """``call(*args, **kwargs)`` one level deeper (a macro call or a recursive loop's)."""
+    def deeper(self) -> None:
+        """One level deeper (a macro call or a recursive loop's): charged, and refused past
+        ``max_depth``. The caller undoes ``depth`` when the call returns."""
         self.charge(CALL_UNITS)
         if self.depth >= self.max_depth:
             raise LimitExceeded("max_depth", self.depth + 1, self.max_depth, "macro calls or recursive loops")
         self.depth += 1
-        try:
-            return call(*args, **kwargs)
-        finally:
-            self.depth -= 1
 
     def written(self, total: int) -> None:
         """The whole output is ``total`` characters."""
@@ -167,27 +176,31 @@ class Budget:
             yield chunk
 
 
-_budget: ContextVar[Budget | None] = ContextVar("chatplate_budget", default=None)
+class WatchedBuffer(list):  # type: ignore[type-arg]
+    """An output buffer the budget counts while it fills (its type tells the join to unwatch it)."""
+
+    __slots__ = ()
+
+
+class _RenderState(threading.local):
+    """The budget of the render running in this thread (renders never yield to another task
+    midway, so a thread-local is enough, and cheaper to set than a context variable)."""
+
+    budget: Budget | None = None
+
+
+state = _RenderState()
 
 # Outside a render (jinja2 folding constants while compiling) nothing large is built: anything
 # over this is left for render time, where the call's own limits apply.
 _FOLDING = Limits(max_output_chars=1 << 16, max_work=1 << 16, max_seconds=None)
 
 
+def folding() -> Budget:
+    """A small budget for what runs with no render in progress (compile-time folding)."""
+    return Budget(_FOLDING)
+
+
 def current() -> Budget:
     """The budget of the render in progress, or a small one for compile-time constant folding."""
-    budget = _budget.get()
-    return budget if budget is not None else Budget(_FOLDING)
-
-
-def active(budget: Budget) -> Any:
-    """Make ``budget`` the current one; returns the token to reset it with."""
-    return _budget.set(budget)
-
-
-def release(token: Any) -> None:
-    _budget.reset(token)
-
-
-# The budget of the render in progress, if any (the context variable's own getter: no frame).
-running = _budget.get
+    return state.budget or folding()

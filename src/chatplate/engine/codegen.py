@@ -28,6 +28,9 @@ _BINOPS = {"+": "add", "*": "mul", "**": "power", "%": "mod"}
 GUARDED_BINOPS = frozenset(_BINOPS)
 # The temporary the output guard keeps the printed value in (a local of the generated function).
 _VALUE = "cp_value"
+# A macro body without a loop that writes at most this many values is joined before it is
+# checked (its output is at most this many values long).
+_FEW_VALUES = 4
 # Names a dict answers as attributes (`d.items` is the method, not `d['items']`).
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
@@ -38,9 +41,12 @@ class GuardedCodeGenerator(CodeGenerator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._iterables: set[int] = set()
+        self._loop_inside = True
+        self._values_written = 0
+        self._join_first: set[str] = set()
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        names = ", ".join(f"{name} as cp_{name}" for name in ("buffer", "concat", "container", "iterate", "text", "checked", *_BINOPS.values()))
+        names = ", ".join(f"{name} as cp_{name}" for name in ("buffer", "concat", "container", "iterate", "text", "checked", "sized", "FLAT", *_BINOPS.values()))
         self.writeline(f"from {_GUARDS} import {names}")
         super().visit_Template(node, frame)
 
@@ -74,9 +80,40 @@ class GuardedCodeGenerator(CodeGenerator):
 
     # -- guards -------------------------------------------------------------------------------
 
+    # Output buffers the budget watches while they fill: those of bodies with a loop (a body
+    # without one writes a bounded number of pieces, checked when joined).
+
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
-        self.writeline(f"{frame.buffer} = cp_buffer()")
+        self.writeline(f"{frame.buffer} = {'cp_buffer()' if self._loop_inside else '[]'}")
+        if not self._loop_inside and self._values_written <= _FEW_VALUES:
+            self._join_first.add(frame.buffer)
+
+    def return_buffer_contents(self, frame: Frame, force_unescaped: bool = False) -> None:
+        if frame.buffer not in self._join_first or frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
+            super().return_buffer_contents(frame, force_unescaped)  # the bounded join, "concat"
+            return
+        # A body with no loop that writes a few values: its output is at most a few values
+        # long, so it is joined first and checked after (a call less on every macro call).
+        self.writeline(f"return cp_sized(cp_joined) if len(cp_joined := ''.join({frame.buffer})) > {SMALL} else cp_joined")
+
+    def _buffered(self, node: nodes.Node) -> None:
+        self._loop_inside = node.find(nodes.For) is not None
+        self._values_written = sum(
+            not isinstance(child, nodes.TemplateData) for output in node.find_all(nodes.Output) for child in output.nodes
+        )
+
+    def macro_body(self, node: Any, frame: Frame) -> Any:
+        self._buffered(node)
+        return super().macro_body(node, frame)
+
+    def visit_FilterBlock(self, node: nodes.FilterBlock, frame: Frame) -> None:
+        self._buffered(node)
+        super().visit_FilterBlock(node, frame)
+
+    def visit_AssignBlock(self, node: nodes.AssignBlock, frame: Frame) -> None:
+        self._buffered(node)
+        super().visit_AssignBlock(node, frame)
 
     def _binop(self, node: nodes.BinExpr, frame: Frame) -> None:
         self.write(f"cp_{_BINOPS[node.operator]}(")
@@ -90,11 +127,20 @@ class GuardedCodeGenerator(CodeGenerator):
     def visit_Add(self, node: nodes.BinExpr, frame: Frame) -> None:
         # The commonest operator in templates: a number, or a short string, needs no call.
         result, kind = self.temporary_identifier(), self.temporary_identifier()
+        if any(isinstance(side, nodes.Const) and isinstance(side.value, str) for side in (node.left, node.right)):
+            # With a string literal on one side the result is a string (or the + fails).
+            self.write(f"({result} if len({result} := ")
+            self._sum(node, frame)
+            self.write(f") <= {SMALL} else cp_add({result}))")
+            return
         self.write(f"({result} if ({kind} := ({result} := ")
+        self._sum(node, frame)
+        self.write(f").__class__) is int or ({kind} is str and len({result}) <= {SMALL}) else cp_add({result}))")
+
+    def _sum(self, node: nodes.BinExpr, frame: Frame) -> None:
         self.visit(node.left, frame)
         self.write(" + ")
         self.visit(node.right, frame)
-        self.write(f").__class__) is int or ({kind} is str and len({result}) <= {SMALL}) else cp_add({result}))")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         if frame.eval_ctx.volatile:
@@ -129,6 +175,7 @@ class GuardedCodeGenerator(CodeGenerator):
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         # jinja2 allows no new node types, so the iterable is marked and wrapped where visited.
         self._iterables.add(id(node.iter))
+        self._loop_inside = True  # a recursive loop's buffer
         super().visit_For(node, frame)
 
     def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
@@ -151,4 +198,4 @@ class GuardedCodeGenerator(CodeGenerator):
             self.write(")")
             super()._output_child_post(node, frame, finalize)
         else:
-            self.write(f").__class__ is str else cp_text({_VALUE}))")
+            self.write(f").__class__ is str else str({_VALUE}) if {_VALUE}.__class__ in cp_FLAT else cp_text({_VALUE}))")

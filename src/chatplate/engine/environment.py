@@ -1,15 +1,14 @@
 """The Jinja environment chat templates run in, identical to the one transformers builds.
 
 Differences from transformers are deliberate and invisible to templates: the clock read by
-``strftime_now`` and the generation-span tracker are per call (context variables), so one
-compiled template can serve many threads and frozen clocks at once; and ``ChatSandbox`` reaches
+``strftime_now`` and the generation-span tracker are per call (on the render's budget, and in a
+context variable), so one compiled template can serve many threads and frozen clocks at once; and ``ChatSandbox`` reaches
 the stock sandbox's decisions with less work (``tests/unit/test_sandbox.py`` compares the two).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import types
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -25,13 +24,11 @@ import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..limits import Limits
-from .budget import Budget, active, release, running
+from .budget import CALL_UNITS, Budget, state
 from .codegen import GUARDED_BINOPS, GuardedCodeGenerator
-from .filters import STR_METHOD_GUARDS, bounded_filters, bounded_join, bounded_lipsum, check_str_format
+from .filters import STR_METHOD_GUARDS, bounded_filters, bounded_join, bounded_lipsum, check_str_format, tojson
 from .guards import container, iterate, sized
 
-# The time `strftime_now` reports; None means the wall clock.
-_clock: ContextVar[datetime | None] = ContextVar("chatplate_clock", default=None)
 
 
 class SpanTracker:
@@ -80,19 +77,9 @@ def _raise_exception(message: Any) -> None:
     raise TemplateRaise(message)
 
 
-def _tojson(
-    value: Any,
-    ensure_ascii: bool = False,
-    indent: int | str | None = None,
-    separators: tuple[str, str] | None = None,
-    sort_keys: bool = False,
-) -> str:
-    # Unlike jinja2's own tojson this does not HTML-escape, which real templates rely on.
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
 def _strftime_now(format: str) -> str:
-    now = _clock.get()
+    budget = state.budget
+    now = budget.now if budget is not None else None
     return (now if now is not None else datetime.now()).strftime(format)
 
 
@@ -274,43 +261,47 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
         # globals are never unsafe, and their context needs are fixed (macros take the eval
         # context), so the parent's checks would always end in the same direct call.
         kind = type(__obj)
+        budget = None
         if kind is _BuiltinMethod and type(__obj.__self__) in _PLAIN_TYPES:
-            if type(__obj.__self__) is str:
-                guard = STR_METHOD_GUARDS.get(__obj.__name__)
-                if guard is not None:
-                    kwargs.pop("_block_vars", None)
-                    kwargs.pop("_loop_vars", None)
-                    return sized(guard(__obj.__self__, __obj, args, kwargs))
+            if type(__obj.__self__) is str and __obj.__name__ in STR_METHOD_GUARDS:
+                kwargs.pop("_block_vars", None)
+                kwargs.pop("_loop_vars", None)
+                return sized(STR_METHOD_GUARDS[__obj.__name__](__obj.__self__, __obj, args, kwargs))
             prefix: tuple[Any, ...] = ()
         elif kind is jinja2.runtime.Macro:
-            budget = running()
-            if budget is not None:
-                # Macros (and `caller()`) are the template's functions: each call is work and
-                # one level of nesting.
-                return budget.nested(__self._call_plain, __context, __obj, (__context.eval_ctx,), args, kwargs)
             prefix = (__context.eval_ctx,)
+            budget = state.budget
+            if budget is not None:
+                # Macros (and `caller()`) are the template's functions: each call is work and one
+                # level of nesting (the common case inline: this runs for every macro call).
+                depth, work = budget.depth, budget.work + CALL_UNITS
+                if depth < budget.max_depth and work < budget.checkpoint:
+                    budget.depth, budget.work = depth + 1, work
+                else:
+                    budget.deeper()
         elif __self._plain_callable(__obj):
             prefix = ()
-        elif kind is jinja2.runtime.LoopContext and args:
+        elif kind is jinja2.runtime.LoopContext and args and state.budget is not None:
             # `loop(children)` in a recursive for loop: one level deeper, its items charged.
-            budget = running()
-            if budget is not None:
-                return budget.nested(super().call, __context, __obj, iterate(args[0]), *args[1:], **kwargs)
-            return super().call(__context, __obj, *args, **kwargs)
+            budget = state.budget
+            budget.deeper()
+            try:
+                return super().call(__context, __obj, iterate(args[0]), *args[1:], **kwargs)
+            finally:
+                budget.depth -= 1
         else:
             return super().call(__context, __obj, *args, **kwargs)
-        return __self._call_plain(__context, __obj, prefix, args, kwargs)
-
-    @staticmethod
-    def _call_plain(context: Any, obj: Any, prefix: tuple[Any, ...], args: Any, kwargs: dict[str, Any]) -> Any:
         kwargs.pop("_block_vars", None)
         kwargs.pop("_loop_vars", None)
         try:
-            return obj(*prefix, *args, **kwargs)
+            return __obj(*prefix, *args, **kwargs)
         except StopIteration:
-            return context.environment.undefined(
+            return __context.environment.undefined(
                 "value was undefined because a callable raised a StopIteration exception"
             )
+        finally:
+            if budget is not None:
+                budget.depth -= 1
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         """An attribute the sandbox refuses raises at once, instead of jinja2's undefined value
@@ -350,8 +341,8 @@ def build_environment() -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
         extensions=[GenerationExtension, jinja2.ext.loopcontrols],
     )
-    env.filters["tojson"] = _tojson
     env.filters = bounded_filters(env.filters)
+    env.filters["tojson"] = tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _TemplateDict()
@@ -365,13 +356,12 @@ def build_environment() -> ImmutableSandboxedEnvironment:
 ENVIRONMENT = build_environment()
 
 
-def render(template: jinja2.Template, variables: dict[str, Any], now: datetime | None, limits: Limits) -> str:
-    """Render with ``now`` as the clock for ``strftime_now``, within ``limits``."""
+def render(template: jinja2.Template, variables: dict[str, Any], budget: Budget) -> str:
+    """Render within ``budget`` (its limits and its clock for ``strftime_now``)."""
     # The output is collected where the budget can see it grow while the template runs.
     pieces: list[str] = []
-    budget = Budget(limits, pieces)
-    clock_token = _clock.set(now)
-    budget_token = active(budget)
+    budget.pieces = pieces
+    previous, state.budget = state.budget, budget
     try:
         context = template.new_context(variables)
         try:
@@ -379,23 +369,18 @@ def render(template: jinja2.Template, variables: dict[str, Any], now: datetime |
         except Exception:  # noqa: BLE001 - jinja2 rewrites the traceback to template lines
             ENVIRONMENT.handle_exception()
     finally:
-        release(budget_token)
-        _clock.reset(clock_token)
+        state.budget = previous
     # Counted at every checkpoint while rendering, so what is left to count here is small.
     text = "".join(pieces)
     budget.written(len(text))
     return text
 
 
-def render_with_spans(
-    template: jinja2.Template, variables: dict[str, Any], now: datetime | None, limits: Limits
-) -> tuple[str, list[tuple[int, int]]]:
+def render_with_spans(template: jinja2.Template, variables: dict[str, Any], budget: Budget) -> tuple[str, list[tuple[int, int]]]:
     """Render and return the ``{% generation %}`` spans as half-open character offsets."""
     tracker = SpanTracker()
-    budget = Budget(limits)
-    clock_token = _clock.set(now)
     tracker_token = _tracker.set(tracker)
-    budget_token = active(budget)
+    previous, state.budget = state.budget, budget
     pieces: list[str] = []
     try:
         blocks: Iterator[str] = template.generate(variables)
@@ -405,7 +390,6 @@ def render_with_spans(
             if tracker.emitted > budget.max_chars:
                 budget.written(tracker.emitted)
     finally:
-        release(budget_token)
+        state.budget = previous
         _tracker.reset(tracker_token)
-        _clock.reset(clock_token)
     return "".join(pieces), tracker.spans

@@ -9,6 +9,7 @@ would print as text. The filters that cannot grow anything are left as they are.
 from __future__ import annotations
 
 import functools
+import json
 import string
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,10 +17,10 @@ from typing import Any
 import jinja2.filters as jf
 from jinja2.utils import generate_lorem_ipsum
 
-from .budget import current, running
-from .guards import CONTAINERS, sized, check_printf, measure
+from .budget import WatchedBuffer, current
+from .guards import CONTAINERS, SMALL, check_printf, measure, sized
 
-__all__ = ["bounded_filters", "bounded_lipsum", "STR_METHOD_GUARDS", "check_str_format", "bounded_join"]
+__all__ = ["bounded_filters", "bounded_lipsum", "STR_METHOD_GUARDS", "check_str_format", "bounded_join", "tojson"]
 
 
 def _text_size(value: Any) -> int:
@@ -67,6 +68,8 @@ def _wordwrap(value: Any, width: Any = 79, break_long_words: Any = True, wrapstr
 
 
 def _replace(value: Any, old: Any = "", new: Any = "", count: Any = None, **_: Any) -> None:
+    if type(value) is str and type(new) is str and (len(value) + 1) * len(new) + len(value) <= SMALL:
+        return  # even a replacement at every position stays small
     current().sized(_replace_growth(str(value) if not isinstance(value, CONTAINERS) else "", old, new, count) + _text_size(value))
 
 
@@ -89,19 +92,6 @@ def _slice(value: Any, slices: Any = 0, fill_with: Any = None, **_: Any) -> None
     _fill(value, slices, fill_with)
 
 
-def _tojson(value: Any, ensure_ascii: Any = False, indent: Any = None, *_: Any, **__: Any) -> None:
-    # Input is a tree within max_input_chars and every container a template builds is measured
-    # when built, so plain JSON is bounded already; escaping and indentation multiply it.
-    if not isinstance(value, CONTAINERS) or not (ensure_ascii or indent):
-        return
-    shape: list[int] = [0, 0]
-    size = measure(value, ascii_only=bool(ensure_ascii), shape=shape)
-    if indent:
-        step = len(indent) if isinstance(indent, str) else _width(indent)
-        lines, depth = shape
-        current().sized(size + lines * depth * step, "JSON with this indent")
-
-
 _CHECKS: dict[str, Callable[..., None]] = {
     "center": _center,
     "indent": _indent,
@@ -110,11 +100,10 @@ _CHECKS: dict[str, Callable[..., None]] = {
     "format": _format,
     "batch": _batch,
     "slice": _slice,
-    "tojson": _tojson,
 }
 # Filters that print their value as text (so a container in it is measured first).
 _STRINGIFY = (
-    "capitalize", "e", "escape", "forceescape", "lower", "pprint", "safe", "string", "striptags", "title", "trim",
+    "capitalize", "e", "escape", "forceescape", "lower", "pprint", "safe", "string", "striptags", "title",
     "truncate", "upper", "urlencode", "urlize", "wordcount", "xmlattr",
 )
 
@@ -128,7 +117,7 @@ def _measured(func: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(func)
         def filter_(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(value, CONTAINERS):
+            if type(value) is not str and isinstance(value, CONTAINERS):
                 measure(value)
             return func(context, value, *args, **kwargs)
 
@@ -136,7 +125,7 @@ def _measured(func: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(func)
         def filter_(value: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(value, CONTAINERS):
+            if type(value) is not str and isinstance(value, CONTAINERS):
                 measure(value)
             return func(value, *args, **kwargs)
 
@@ -204,6 +193,15 @@ def _bounded_sum(environment: Any, iterable: Any, attribute: Any = None, start: 
 _bounded_sum.jinja_pass_arg = jf.sync_do_sum.jinja_pass_arg  # type: ignore[attr-defined]
 
 
+def _trim(value: Any, chars: Any = None) -> Any:
+    # The commonest string filter in chat templates, so its common case takes no wrapper.
+    if type(value) is str:
+        return value.strip(chars)
+    if isinstance(value, CONTAINERS):
+        measure(value)
+    return jf.do_trim(value, chars)
+
+
 def bounded_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """``filters`` with the ones that can build large values replaced by bounded versions."""
     bounded = dict(filters)
@@ -213,6 +211,7 @@ def bounded_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Call
         bounded[name] = _measured(filters[name])
     for name in _COLLECT:
         bounded[name] = _collected(filters[name])
+    bounded["trim"] = _trim
     bounded["join"] = _bounded_join
     bounded["sum"] = _bounded_sum
     return bounded
@@ -302,14 +301,40 @@ def check_str_format(template: str, args: tuple[Any, ...], kwargs: Mapping[str, 
             measure(value)
 
 
+def tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | str | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    """The ``tojson`` filter as transformers defines it (no HTML escaping, which real templates
+    rely on), bounded: plain JSON of the input (a tree within ``max_input_chars``) or of a
+    container the template built (measured when built) is bounded already and is checked after;
+    indentation and ASCII escaping multiply the size, so that JSON is built a piece at a time
+    and refused once it passes the output limit."""
+    if indent is None and not ensure_ascii:
+        return sized(json.dumps(value, ensure_ascii=False, separators=separators, sort_keys=sort_keys))
+    encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    limit = current().max_chars
+    pieces, size = [], 0
+    for piece in encoder.iterencode(value):
+        size += len(piece)
+        if size > limit:
+            current().sized(size, "JSON with this indent or escaping")
+        pieces.append(piece)
+    return sized("".join(pieces))
+
+
 def bounded_join(pieces: Any) -> str:
     """``environment.concat``: joins a macro's or a block's output, refusing a result over the
-    output limit before it is built."""
-    if type(pieces) is list:
-        budget = running()
-        if budget is not None:
-            budget.joined(pieces)
-            size = sum(map(len, pieces))
-            if size > 4096:
-                budget.sized(size, "the output of a macro or block")
+    output limit before it is built (and, for a watched buffer, unwatching it)."""
+    kind = type(pieces)
+    if kind is list:
+        if sum(map(len, pieces)) > SMALL:
+            current().sized(sum(map(len, pieces)), "the output of a macro or block")
+    elif kind is WatchedBuffer:
+        budget = current()
+        budget.joined(pieces)
+        budget.sized(sum(map(len, pieces)), "the output of a macro or block")
     return "".join(pieces)

@@ -18,16 +18,16 @@ from markupsafe import Markup, soft_str
 from jinja2.runtime import markup_join
 from jinja2.utils import Namespace
 
-from .budget import LimitExceeded, current, running as _running
+from .budget import LimitExceeded, current, folding, state
 
 __all__ = [
     "add", "mul", "power", "mod", "concat", "container", "buffer", "iterate", "text", "checked", "sized", "measure",
     "check_printf", "CONTAINERS", "SMALL",
 ]
 
-# Loops over at most this many items are charged up front; longer ones item by item, so the
-# clock is read while they run.
-_SMALL_LOOP = 64
+# Loops over at most this many items are charged up front; longer ones a chunk at a time, so
+# the clock is read while they run.
+_SMALL_LOOP = 1024
 # Strings up to this size are not worth a look at the budget.
 SMALL = 4096
 # Python refuses to print integers over 4,300 digits (sys.int_info.default_max_str_digits);
@@ -64,7 +64,7 @@ def mul(left: Any, right: Any) -> Any:
     """``left * right``, refusing a repetition or an integer product larger than the limits."""
     sequence, times = (left, right) if isinstance(right, int) else (right, left)
     if isinstance(sequence, _SEQUENCES) and isinstance(times, int):
-        budget = current()
+        budget = state.budget or folding()
         budget.sized(len(sequence) * max(times, 0))
         if type(sequence) in _LISTS:
             budget.sized(measure(sequence) * max(times, 0), "a list the template builds")
@@ -112,13 +112,13 @@ def concat(parts: tuple[Any, ...], markup: bool) -> str:
 
 def buffer() -> list[str]:
     """A macro's or block's output buffer, watched by the budget while it fills."""
-    budget = _running()
+    budget = state.budget
     return [] if budget is None else budget.buffer()
 
 
 def iterate(iterable: Any) -> Any:
     """What a ``for`` loop iterates: the same items, each charged as one unit of work."""
-    budget = _running()
+    budget = state.budget
     if budget is None:
         return iterable
     try:
@@ -155,20 +155,17 @@ def sized(result: Any) -> Any:
     return result
 
 
-def measure(value: Any, ascii_only: bool = False, shape: list[int] | None = None) -> int:
+def measure(value: Any) -> int:
     """An upper bound of the length of ``repr(value)`` (or its JSON), shared parts counted each
     time they print; raises as soon as it passes the output limit or the nesting limit.
 
     Walks each distinct container once, so a structure that repeats itself costs its size in
-    memory to measure, not its printed size. ``shape``, if given, receives the number of items
-    and the deepest level (what JSON indentation multiplies).
+    memory to measure, not its printed size.
     """
     budget = current()
     limit = budget.max_chars
     max_depth = budget.max_depth
     sizes: dict[int, int] = {}
-    # Characters one string character can print as: 12 for an astral one as a JSON \u pair.
-    wide = 12 if ascii_only else 1
 
     def size_of(item: Any, depth: int) -> int:
         key = id(item)
@@ -186,13 +183,10 @@ def measure(value: Any, ascii_only: bool = False, shape: list[int] | None = None
         else:
             total = 2 + 2 * len(item)
             entries = item
-        if shape is not None:
-            shape[0] += len(item)
-            shape[1] = max(shape[1], depth + 1)
         for entry in entries:
             kind = type(entry)
             if kind is str:
-                total += len(entry) if wide == 1 or entry.isascii() else wide * len(entry)
+                total += len(entry)
             elif kind is int:
                 total += entry.bit_length() // 3 + 1
             elif kind in _FLAT:
@@ -214,6 +208,8 @@ def measure(value: Any, ascii_only: bool = False, shape: list[int] | None = None
 
 
 _FLAT = frozenset((float, bool, type(None)))
+# Types that print as themselves, with no container inside.
+FLAT = frozenset((int, float, bool, type(None)))
 
 
 # printf-style conversion specifiers: %[(key)][flags][width][.precision][length]type
