@@ -32,7 +32,8 @@ def _nested_ifs(depth: int) -> str:
     return "{% if messages %}" * depth + "x" + "{% endif %}" * depth
 
 
-def _deep_data(depth: int) -> dict[str, Any]:
+def deep_data(depth: int) -> dict[str, Any]:
+    """``{"child": {"child": ...}}``, ``depth`` levels deep."""
     root: dict[str, Any] = {}
     node = root
     for _ in range(depth):
@@ -153,7 +154,7 @@ CASES: list[Hostile] = [
             messages=[{"role": "user", "content": "x" * 20_000_000}]),
     Hostile("input-messages", "input", "{{ messages | length }}", "max_messages", messages=USER * 200_001),
     Hostile("input-deep", "input", "{{ messages | length }}", "ConversationError",
-            messages=[{"role": "user", "content": "x", "meta": _deep_data(100_000)}]),
+            messages=[{"role": "user", "content": "x", "meta": deep_data(100_000)}]),
     Hostile("input-cycle", "input", "{{ messages | length }}", "ConversationError",
             messages=[{"role": "user", "content": "x", "meta": _cycle()}]),
     Hostile("input-shared", "input", "{{ messages | length }}", "max_input_chars",

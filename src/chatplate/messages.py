@@ -326,10 +326,7 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
                 continue
         else:
             try:
-                if kind is dict and depth < size.max_depth:
-                    item = _plain_mapping(item, size, depth + 1, False)
-                else:
-                    item = _plain(item, size, depth)
+                item = _plain(item, size, depth)
             except _Rejected as exc:
                 exc.path.append(_key(key))
                 raise
@@ -359,10 +356,7 @@ def _plain_items(value: Any, size: InputSize, depth: int) -> list[Any]:
                 raise _Rejected(_surrogate(item), f"[{index}]")
         elif kind not in _FLAT:
             try:
-                if kind is dict and depth < size.max_depth:
-                    item = _plain_mapping(item, size, depth + 1, False)
-                else:
-                    item = _plain(item, size, depth)
+                item = _plain(item, size, depth)
             except _Rejected as exc:
                 exc.path.append(f"[{index}]")
                 raise

@@ -10,6 +10,7 @@ import pytest
 
 import chatplate
 from chatplate import ChatTemplate
+from tests.hostile import deep_data
 
 TEMPLATE = ChatTemplate("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}")
 
@@ -18,15 +19,6 @@ def refused(messages: Any, **kwargs: Any) -> chatplate.ConversationError:
     with pytest.raises(chatplate.ConversationError) as info:
         TEMPLATE.render(messages, **kwargs)
     return info.value
-
-
-def deep(levels: int) -> dict[str, Any]:
-    root: dict[str, Any] = {}
-    node = root
-    for _ in range(levels):
-        node["next"] = {}
-        node = node["next"]
-    return root
 
 
 @pytest.mark.parametrize(
@@ -91,11 +83,11 @@ def test_cycles_and_deep_data_are_refused() -> None:
     loop.append(loop)
     error = refused([{"role": "user", "content": "x", "meta": loop}])
     assert error.field == "meta" and "contains itself" in str(error)
-    error = refused([{"role": "user", "content": "x", "meta": deep(5000)}])
+    error = refused([{"role": "user", "content": "x", "meta": deep_data(5000)}])
     assert error.field == "meta" and "max_depth=100" in str(error)
     # A genuine deep structure renders with a raised limit.
     limits = chatplate.Limits(max_depth=300)
-    assert TEMPLATE.render([{"role": "user", "content": "x", "meta": deep(200)}], limits=limits) == "<user>x"
+    assert TEMPLATE.render([{"role": "user", "content": "x", "meta": deep_data(200)}], limits=limits) == "<user>x"
 
 
 def test_input_size_and_message_count_limits() -> None:
