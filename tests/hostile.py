@@ -147,6 +147,9 @@ CASES: list[Hostile] = [
     Hostile("output-constant", "size", "{% for i in range(100000) %}" + "x" * 1000 + "{% endfor %}", "max_output_chars"),
     Hostile("output-in-macro", "size",
             "{% macro m() %}{% for i in range(100000) %}" + "y" * 1000 + "{% endfor %}{% endmacro %}{{ m() }}", "max_output_chars"),
+    Hostile("output-in-macro-fresh-pieces", "size",
+            "{% macro m() %}{% for i in range(1000) %}{% for j in range(1000) %}{{ i ~ '-' ~ j ~ '-' * 40 }}"
+            "{% endfor %}{% endfor %}{% endmacro %}{{ m() }}", ("max_output_chars", "max_work")),
     Hostile("output-set-block", "size",
             "{% set s %}{% for i in range(100000) %}" + "z" * 1000 + "{% endfor %}{% endset %}{{ s | length }}", "max_output_chars"),
     # -- input: what the caller passes

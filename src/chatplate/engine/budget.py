@@ -19,7 +19,7 @@ from typing import Any
 from ..limits import Limits
 from ..messages import InputSize
 
-__all__ = ["Budget", "LimitExceeded", "WatchedBuffer", "current", "folding", "state"]
+__all__ = ["Budget", "LimitExceeded", "current", "folding", "state"]
 
 # How often (in work units) the clock and the output written so far are looked at.
 _CHECK_EVERY = 128
@@ -118,13 +118,13 @@ class Budget(InputSize):
                 "max_output_chars", self.output + self.buffered, self.max_chars, "the output written so far"
             )
 
-    def buffer(self) -> list[str]:
-        """A new output buffer for a macro or block, watched until it is joined."""
-        buffer = WatchedBuffer()
+    def watch(self, buffer: list[str]) -> None:
+        """Count ``buffer`` (a macro's or block's output) at checkpoints until it is joined."""
         if self.buffers is None:
             self.buffers = []
+        elif any(entry[0] is buffer for entry in self.buffers):
+            return
         self.buffers.append([buffer, 0, 0])
-        return buffer
 
     def joined(self, buffer: list[str]) -> None:
         """``buffer`` is being joined into one string: it no longer holds output of its own."""
@@ -174,12 +174,6 @@ class Budget(InputSize):
         while chunk := tuple(islice(items, _CHUNK)):
             self.charge(len(chunk))
             yield chunk
-
-
-class WatchedBuffer(list):  # type: ignore[type-arg]
-    """An output buffer the budget counts while it fills (its type tells the join to unwatch it)."""
-
-    __slots__ = ()
 
 
 class _RenderState(threading.local):

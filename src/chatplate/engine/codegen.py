@@ -41,7 +41,7 @@ class GuardedCodeGenerator(CodeGenerator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._iterables: set[int] = set()
-        self._loop_inside = True
+        self._loop_inside = self._recursive_loop = True
         self._values_written = 0
         self._join_first: set[str] = set()
 
@@ -83,9 +83,13 @@ class GuardedCodeGenerator(CodeGenerator):
     # Output buffers the budget watches while they fill: those of bodies with a loop (a body
     # without one writes a bounded number of pieces, checked when joined).
 
+    # Output buffers: a loop that runs long in a buffered body has the budget watch that body's
+    # buffer (``cp_iterate`` is given it), so its growth is counted while it fills; a recursive
+    # loop's own buffer is watched from the start.
+
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
-        self.writeline(f"{frame.buffer} = {'cp_buffer()' if self._loop_inside else '[]'}")
+        self.writeline(f"{frame.buffer} = {'cp_buffer()' if self._recursive_loop else '[]'}")
         if not self._loop_inside and self._values_written <= _FEW_VALUES:
             self._join_first.add(frame.buffer)
 
@@ -98,6 +102,7 @@ class GuardedCodeGenerator(CodeGenerator):
         self.writeline(f"return cp_sized(cp_joined) if len(cp_joined := ''.join({frame.buffer})) > {SMALL} else cp_joined")
 
     def _buffered(self, node: nodes.Node) -> None:
+        self._recursive_loop = False
         self._loop_inside = node.find(nodes.For) is not None
         self._values_written = sum(
             not isinstance(child, nodes.TemplateData) for output in node.find_all(nodes.Output) for child in output.nodes
@@ -175,15 +180,16 @@ class GuardedCodeGenerator(CodeGenerator):
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         # jinja2 allows no new node types, so the iterable is marked and wrapped where visited.
         self._iterables.add(id(node.iter))
-        self._loop_inside = True  # a recursive loop's buffer
+        self._loop_inside = self._recursive_loop = node.recursive  # for the buffer a recursive loop makes
         super().visit_For(node, frame)
 
     def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
         if id(node) not in self._iterables:
             return super().visit(node, *args, **kwargs)
+        frame = args[0]
         self.write("cp_iterate(")
         super().visit(node, *args, **kwargs)
-        self.write(")")
+        self.write(f", {frame.buffer})" if frame.buffer else ")")
         return None
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:

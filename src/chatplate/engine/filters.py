@@ -17,7 +17,7 @@ from typing import Any
 import jinja2.filters as jf
 from jinja2.utils import generate_lorem_ipsum
 
-from .budget import WatchedBuffer, current
+from .budget import current, state
 from .guards import CONTAINERS, SMALL, check_printf, measure, sized
 
 __all__ = ["bounded_filters", "bounded_lipsum", "STR_METHOD_GUARDS", "check_str_format", "bounded_join", "tojson"]
@@ -329,12 +329,10 @@ def tojson(
 def bounded_join(pieces: Any) -> str:
     """``environment.concat``: joins a macro's or a block's output, refusing a result over the
     output limit before it is built (and, for a watched buffer, unwatching it)."""
-    kind = type(pieces)
-    if kind is list:
+    if type(pieces) is list:
+        budget = state.budget
+        if budget is not None and budget.buffers:
+            budget.joined(pieces)
         if sum(map(len, pieces)) > SMALL:
             current().sized(sum(map(len, pieces)), "the output of a macro or block")
-    elif kind is WatchedBuffer:
-        budget = current()
-        budget.joined(pieces)
-        budget.sized(sum(map(len, pieces)), "the output of a macro or block")
     return "".join(pieces)

@@ -111,19 +111,29 @@ def concat(parts: tuple[Any, ...], markup: bool) -> str:
 
 
 def buffer() -> list[str]:
-    """A macro's or block's output buffer, watched by the budget while it fills."""
-    budget = state.budget
-    return [] if budget is None else budget.buffer()
+    """A recursive loop's output buffer, watched by the budget while it fills."""
+    pieces: list[str] = []
+    if state.budget is not None:
+        state.budget.watch(pieces)
+    return pieces
 
 
-def iterate(iterable: Any) -> Any:
-    """What a ``for`` loop iterates: the same items, each charged as one unit of work."""
+def iterate(iterable: Any, buffer: list[str] | None = None) -> Any:
+    """What a ``for`` loop iterates: the same items, each charged as one unit of work.
+
+    ``buffer`` is where the loop's body writes, when that is not the top-level output: a loop
+    that reaches a checkpoint has the budget watch it from then on.
+    """
     budget = state.budget
     if budget is None:
         return iterable
     try:
         size = len(iterable)
     except TypeError:
+        size = -1
+    if buffer is not None and (size < 0 or budget.work + size >= budget.checkpoint):
+        budget.watch(buffer)
+    if size < 0:
         # Lazy (a filter's generator): charged item by item, as the loop takes them.
         return budget.counted_items(iterable)
     if size <= _SMALL_LOOP:
