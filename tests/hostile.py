@@ -86,7 +86,7 @@ CASES: list[Hostile] = [
     Hostile("plus-doubling-unrolled", "growth", "{% set s = 'ab' %}" + "{% set s = s + s %}" * 64 + "{{ s }}", "max_output_chars"),
     Hostile("list-doubling", "growth",
             "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}",
-            "max_output_chars"),
+            ("max_output_chars", "max_work")),
     Hostile("shared-list-printed", "growth",
             "{% set ns = namespace(l=['x']) %}{% for i in range(64) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
             "max_output_chars"),

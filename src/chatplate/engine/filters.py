@@ -315,13 +315,18 @@ def tojson(
     and refused once it passes the output limit."""
     if indent is None and not ensure_ascii:
         return sized(json.dumps(value, ensure_ascii=False, separators=separators, sort_keys=sort_keys))
+    budget = current()
+    if indent is not None:
+        # The encoder builds the indent string first, and each line holds it once per level.
+        width = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
+        budget.sized(width * min(budget.max_depth, 1000), "JSON indentation")
     encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-    limit = current().max_chars
+    limit = budget.max_chars
     pieces, size = [], 0
     for piece in encoder.iterencode(value):
         size += len(piece)
         if size > limit:
-            current().sized(size, "JSON with this indent or escaping")
+            budget.sized(size, "JSON with this indent or escaping")
         pieces.append(piece)
     return sized("".join(pieces))
 

@@ -207,8 +207,9 @@ def measure(value: Any) -> int:
                 total += len(soft_str(entry))
             if total > limit:
                 raise LimitExceeded("max_output_chars", total, limit, "a value printed as text")
-        if len(item) > 64:
-            budget.charge(len(item) >> 6)
+        if len(item) > 3:
+            # A walk is Python code per item: charge it as the work it is.
+            budget.charge(len(item) >> 2)
         sizes[key] = total
         return total
 
