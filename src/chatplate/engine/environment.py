@@ -23,7 +23,6 @@ import jinja2.runtime
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..limits import Limits
 from .budget import CALL_UNITS, Budget, state
 from .codegen import GUARDED_BINOPS, GuardedCodeGenerator
 from .filters import STR_METHOD_GUARDS, bounded_filters, bounded_join, bounded_lipsum, check_str_format, tojson
