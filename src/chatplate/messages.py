@@ -29,8 +29,8 @@ REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _REASONING_KEYS = frozenset(REASONING_FIELDS)
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
-# Scalars a copy keeps as they are and counts as one.
-_FLAT = frozenset((int, float, bool, type(None)))
+# Scalars that are not text: a copy keeps them as they are, and they print as themselves.
+FLAT = frozenset((int, float, bool, type(None)))
 # The roles of OpenAI-style chats, which templates compare against and never need to guard.
 STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function", "ipython"})
 _PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
@@ -159,8 +159,7 @@ def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, si
             # The commonest message, {"role": str, "content": str}, checked without the walk.
             role, content = message.get("role"), message.get("content")
             if (
-                type(role) is str and type(content) is str and role.isascii()
-                and (content.isascii() or not _SURROGATE.search(content))
+                type(role) is str and type(content) is str and role.isascii() and lone_surrogate(content) is None
             ):
                 size.size += len(role) + len(content) + 2
                 cleaned.append({"role": role, "content": content} if next(iter(message)) == "role" else dict(message))
@@ -321,7 +320,7 @@ def _plain_mapping(value: Any, size: InputSize, depth: int, drop_none: bool) -> 
             chars += len(item)
             if not item.isascii() and _SURROGATE.search(item):
                 raise _Rejected(_surrogate(item), _key(key))
-        elif kind in _FLAT:
+        elif kind in FLAT:
             if item is None and drop_none:
                 continue
         else:
@@ -354,7 +353,7 @@ def _plain_items(value: Any, size: InputSize, depth: int) -> list[Any]:
             chars += len(item)
             if not item.isascii() and _SURROGATE.search(item):
                 raise _Rejected(_surrogate(item), f"[{index}]")
-        elif kind not in _FLAT:
+        elif kind not in FLAT:
             try:
                 item = _plain(item, size, depth)
             except _Rejected as exc:

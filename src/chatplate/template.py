@@ -439,7 +439,7 @@ class ChatTemplate:
         if marker is not None:
             # Control tokens in the data (not in the template's own special-token variables)
             # are marked so the encoder can encode them as text.
-            check_roles(chat, marker.data.control, self.roles | marker.roles)
+            check_roles(chat, marker.data.control, self.roles)
             chat = mark_messages(chat, marker)
             tool_schemas, documents, variables = (
                 mark(tool_schemas, marker.data), mark(documents, marker.data), mark(variables, marker.data)

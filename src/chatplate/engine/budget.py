@@ -37,8 +37,6 @@ _WHAT = {
     "max_work": "units of work (loop iterations and macro calls)",
     "max_depth": "levels of nesting",
     "max_seconds": "seconds",
-    "max_input_chars": "characters of input",
-    "max_messages": "messages",
 }
 
 
@@ -129,10 +127,7 @@ class Budget(InputSize):
     def joined(self, buffer: list[str]) -> None:
         """``buffer`` is being joined into one string: it no longer holds output of its own."""
         buffers = self.buffers or []
-        if buffers and buffers[-1][0] is buffer:  # buffers close in the order they opened
-            self.buffered -= buffers.pop()[2]
-            return
-        for position in range(len(buffers) - 1, -1, -1):
+        for position in range(len(buffers) - 1, -1, -1):  # buffers close in the order they opened
             if buffers[position][0] is buffer:
                 self.buffered -= buffers[position][2]
                 del buffers[position]

@@ -4,11 +4,11 @@
 The Python jinja2 writes for a template is kept as it is, except for seven places: ``+``, ``*``,
 ``**`` and ``%`` call the guarded operators, ``~`` calls the guarded join, each ``for`` loop
 iterates through ``iterate`` (one unit of work per item), a list, tuple or dict literal that
-holds other values is measured once built (``container``), the output buffers of macros and
-blocks are made by ``buffer`` (so the budget sees them fill), and a value printed with
-``{{ ... }}`` that is not already a string goes through ``text``. Strings, the overwhelming
-majority of what templates print, take the same path as before: a type check instead of
-``str()``.
+holds other values is measured once built (``container``), a loop in a macro or block is
+given that body's output buffer (so the budget can watch it fill), and a value printed with
+``{{ ... }}`` that is not already a string or a number goes through ``text``. Strings, the
+overwhelming majority of what templates print, take the same path as before: a type check
+instead of ``str()``. Two fast paths come with it: dict keys and ``+`` are read inline.
 """
 
 from __future__ import annotations
@@ -79,9 +79,6 @@ class GuardedCodeGenerator(CodeGenerator):
         self.write(f"environment.getitem({obj}, {key}))")
 
     # -- guards -------------------------------------------------------------------------------
-
-    # Output buffers the budget watches while they fill: those of bodies with a loop (a body
-    # without one writes a bounded number of pieces, checked when joined).
 
     # Output buffers: a loop that runs long in a buffered body has the budget watch that body's
     # buffer (``cp_iterate`` is given it), so its growth is counted while it fills; a recursive

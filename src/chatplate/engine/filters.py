@@ -136,9 +136,11 @@ def _collected(func: Callable[..., Any]) -> Callable[..., Any]:
     """A filter that collects its items into a list: from a lazy source (``map``...) the items
     are new values, so the list is measured; from a list it holds what the source holds."""
 
+    at = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
+
     @functools.wraps(func)
     def filter_(*args: Any, **kwargs: Any) -> Any:
-        value = args[1] if getattr(func, "jinja_pass_arg", None) is not None else args[0]
+        value = args[at]
         if hasattr(value, "__len__"):
             current().sized(len(value), "a list the template builds")
             return func(*args, **kwargs)
@@ -338,6 +340,7 @@ def bounded_join(pieces: Any) -> str:
         budget = state.budget
         if budget is not None and budget.buffers:
             budget.joined(pieces)
-        if sum(map(len, pieces)) > SMALL:
-            current().sized(sum(map(len, pieces)), "the output of a macro or block")
+        size = sum(map(len, pieces))
+        if size > SMALL:
+            current().sized(size, "the output of a macro or block")
     return "".join(pieces)

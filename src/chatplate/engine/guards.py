@@ -18,11 +18,12 @@ from markupsafe import Markup, soft_str
 from jinja2.runtime import markup_join
 from jinja2.utils import Namespace
 
+from ..messages import FLAT
 from .budget import LimitExceeded, current, folding, state
 
 __all__ = [
     "add", "mul", "power", "mod", "concat", "container", "buffer", "iterate", "text", "checked", "sized", "measure",
-    "check_printf", "CONTAINERS", "SMALL",
+    "check_printf", "CONTAINERS", "SMALL", "FLAT",
 ]
 
 # Loops over at most this many items are charged up front; longer ones a chunk at a time, so
@@ -206,7 +207,7 @@ def measure(value: Any) -> int:
                 total += len(entry)
             elif kind is int:
                 total += entry.bit_length() // 3 + 1
-            elif kind in _FLAT:
+            elif kind in FLAT:
                 total += 24
             elif isinstance(entry, CONTAINERS):
                 total += size_of(entry, depth + 1)
@@ -225,10 +226,7 @@ def measure(value: Any) -> int:
     return size_of(value, 0)
 
 
-_FLAT = frozenset((float, bool, type(None)))
 _STR_ONLY = frozenset((str,))
-# Types that print as themselves, with no container inside.
-FLAT = frozenset((int, float, bool, type(None)))
 
 
 # printf-style conversion specifiers: %[(key)][flags][width][.precision][length]type

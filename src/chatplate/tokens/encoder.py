@@ -156,7 +156,6 @@ def _markers(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> tu
     marking = Marking(
         data=marker_for(tokenizer.data_control_tokens(literals)),
         assistant=marker_for(tuple(sorted(tokenizer.special_tokens))),
-        roles=template.roles,
     )
     return marker_for(tokenizer.control_tokens(literals)), marking
 

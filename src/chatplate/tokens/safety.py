@@ -56,12 +56,10 @@ class Marker:
 @dataclass(frozen=True)
 class Marking:
     """The control tokens data must not produce, by where the data sits: ``assistant`` for the
-    assistant's own messages, ``data`` (a superset) for everything else. ``roles`` are the roles,
-    beyond the standard ones, that the template may turn into control tokens."""
+    assistant's own messages, ``data`` (a superset) for everything else."""
 
     data: Marker
     assistant: Marker
-    roles: frozenset[str] = frozenset()
 
     def for_role(self, role: Any) -> Marker:
         return self.assistant if role == "assistant" else self.data
