@@ -11,6 +11,13 @@ Hi<|im_end|>
 
 from .errors import (
     ChatplateError,
+    ChatplateWarning,
+    DefaultTemplateWarning,
+    MissingBosWarning,
+    RejectedRowsWarning,
+    SingleProcessWarning,
+    TokenizerClassWarning,
+    UnusedVariableWarning,
     ContinuationError,
     ConversationError,
     CorruptSourceError,
@@ -35,9 +42,9 @@ from .limits import Limits
 from .messages import messages_from_pairs
 from .sources import load
 from .template import ChatTemplate, RenderResult
-from .tokens import BatchEncoding, ChatTokenizer, Encoding, MissingBosWarning, TokenizerClassWarning
+from .tokens import BatchEncoding, ChatTokenizer, Encoding
 from .tools import get_json_schema
-from .training import PrepareSummary, RejectedRowsWarning, prepare, prepare_dataset
+from .training import PrepareSummary, prepare, prepare_dataset
 
 __version__ = "0.1.0"
 
@@ -48,8 +55,6 @@ __all__ = [
     "Encoding",
     "BatchEncoding",
     "ChatTokenizer",
-    "MissingBosWarning",
-    "TokenizerClassWarning",
     "load",
     "messages_from_pairs",
     "get_json_schema",
@@ -57,7 +62,6 @@ __all__ = [
     "prepare_dataset",
     "PrepareSummary",
     "RecordError",
-    "RejectedRowsWarning",
     "ChatplateError",
     "InputError",
     "ConversationError",
@@ -77,5 +81,12 @@ __all__ = [
     "UnknownBuiltinError",
     "CorruptSourceError",
     "MissingDependencyError",
+    "ChatplateWarning",
+    "MissingBosWarning",
+    "TokenizerClassWarning",
+    "DefaultTemplateWarning",
+    "UnusedVariableWarning",
+    "RejectedRowsWarning",
+    "SingleProcessWarning",
     "__version__",
 ]

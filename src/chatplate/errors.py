@@ -23,15 +23,30 @@
      │    └── CorruptSourceError          a file exists but cannot be read as what it claims (path)
      └── MissingDependencyError (ImportError)    an optional extra is not installed (extra)
 
+    ChatplateWarning (UserWarning)
+     ├── MissingBosWarning                a prompt lacks the BOS the tokenizer adds to other input
+     ├── TokenizerClassWarning            transformers would build the tokenizer differently
+     ├── DefaultTemplateWarning           a source had no template and the fallback was used
+     ├── UnusedVariableWarning            a keyword argument the template never reads
+     ├── RejectedRowsWarning              prepare_dataset left rows out (counted by reason)
+     └── SingleProcessWarning             prepare ran in one process (unguarded __main__)
+
 Every error carries its context as attributes (``None`` when unknown) and survives pickling,
-so worker processes can send them back unchanged.
+so worker processes can send them back unchanged. Where a message names a setting, it does so
+through a :class:`Fix`, so the command line can say it its own way (``--limit`` rather than
+``limits=``): ``str(error)`` is the Python wording, ``error.for_cli()`` the command line's.
+
+Silence every chatplate warning with
+``warnings.filterwarnings("ignore", category=chatplate.ChatplateWarning)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Fix",
     "ChatplateError",
     "InputError",
     "ConversationError",
@@ -52,11 +67,32 @@ __all__ = [
     "UnknownBuiltinError",
     "CorruptSourceError",
     "MissingDependencyError",
+    "ChatplateWarning",
+    "MissingBosWarning",
+    "TokenizerClassWarning",
+    "DefaultTemplateWarning",
+    "UnusedVariableWarning",
+    "RejectedRowsWarning",
+    "SingleProcessWarning",
 ]
 
 
 def _rebuild(cls: type[ChatplateError], message: str, context: dict[str, Any]) -> ChatplateError:
     return cls(message, **context)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A setting a message names (usually the one that resolves the error), said in Python and
+    on the command line. The message writes ``{fix}`` where it goes.
+
+    >>> error = InputError("too big; raise it: {fix}", fix=Fix("limits=Limits(max_work=...)", "--limit max_work=N"))
+    >>> str(error), error.for_cli()
+    ('too big; raise it: limits=Limits(max_work=...)', 'too big; raise it: --limit max_work=N')
+    """
+
+    python: str
+    cli: str
 
 
 class ChatplateError(Exception):
@@ -66,9 +102,13 @@ class ChatplateError(Exception):
     construction are kept as attributes so programs can act on them.
     """
 
+    fix: Fix | None = None
+
     def __init__(self, message: str, **context: Any) -> None:
-        super().__init__(message)
-        self.message = message
+        fix = context.get("fix")
+        self._unfixed = message
+        self.message = message.replace("{fix}", fix.python) if fix is not None else message
+        super().__init__(self.message)
         self.context = context
         for key, value in context.items():
             setattr(self, key, value)
@@ -76,8 +116,12 @@ class ChatplateError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def for_cli(self) -> str:
+        """The message with the command line's advice (``--name`` rather than ``name=``)."""
+        return self._unfixed.replace("{fix}", self.fix.cli) if self.fix is not None else self.message
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.context))
+        return (_rebuild, (type(self), self._unfixed, self.context))
 
 
 class InputError(ChatplateError, ValueError):
@@ -129,10 +173,11 @@ class TruncationError(InputError):
 class RecordError(InputError):
     """A dataset record that cannot become a training conversation. ``reason`` is the short code
     counted in the run's summary (``unknown_format``, ``bad_role``, ...); ``row`` is the record's
-    row in the input, when known."""
+    row in the input, counted from 0, when known; ``line`` its 1-based line in a JSONL file."""
 
     reason: str | None = None
     row: int | None = None
+    line: int | None = None
 
 
 class TemplateError(ChatplateError):
@@ -213,3 +258,46 @@ class MissingDependencyError(ChatplateError, ImportError):
 
     extra: str | None = None
     package: str | None = None
+
+
+# -- warnings ------------------------------------------------------------------------------------
+
+
+class ChatplateWarning(UserWarning):
+    """Base class of every warning chatplate issues."""
+
+
+class MissingBosWarning(ChatplateWarning):
+    """The prompt does not start with the BOS token the tokenizer's post-processor would add.
+
+    Fine-tuned templates often forget ``{{ bos_token }}``; the model then sees input unlike its
+    training data. Add the BOS to the template, or ignore this if the model wants none. Issued
+    once per template; ``Encoding.missing_bos`` tells for every prompt.
+    """
+
+
+class TokenizerClassWarning(ChatplateWarning):
+    """transformers would build this tokenizer with a class whose pipeline chatplate does not
+    reproduce; ``tokenizer.json`` is used as it is, so ids may differ from transformers'."""
+
+
+class DefaultTemplateWarning(ChatplateWarning):
+    """A source had no chat template and ``load(..., fallback=...)`` used a built-in instead.
+
+    transformers once did this silently with a class-level "default chat template"; chatplate
+    does it only when asked, and says so.
+    """
+
+
+class UnusedVariableWarning(ChatplateWarning):
+    """A keyword argument was passed that the template never reads (often a misspelling, such as
+    ``enable_thinkng``); the message names the closest variable the template does read."""
+
+
+class RejectedRowsWarning(ChatplateWarning):
+    """:func:`chatplate.prepare_dataset` left rows out (the message counts them by reason)."""
+
+
+class SingleProcessWarning(ChatplateWarning):
+    """``prepare`` ran in one process because worker processes would re-run the calling script:
+    the call is not under ``if __name__ == "__main__":``."""

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 
-from .errors import InputError
+from .errors import Fix, InputError
 
 __all__ = ["Limits", "DEFAULT_LIMITS", "LIMIT_NAMES"]
 
@@ -83,6 +83,11 @@ class Limits:
 def _fields() -> list[dataclasses.Field[object]]:
     """The limits themselves (not the derived ``bounds``)."""
     return [field for field in dataclasses.fields(Limits) if field.init]
+
+
+def raise_limit(name: str) -> Fix:
+    """The advice that raises limit ``name``, for errors that report it."""
+    return Fix(f"limits=chatplate.Limits({name}=...)", f"--limit {name}=N")
 
 
 DEFAULT_LIMITS = Limits()

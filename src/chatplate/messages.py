@@ -12,8 +12,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ConversationError, DocumentsError, InputError, TemplateResourceError
-from .limits import DEFAULT_LIMITS, Limits
+from .errors import ConversationError, DocumentsError, Fix, InputError, TemplateResourceError
+from .limits import DEFAULT_LIMITS, Limits, raise_limit
 
 __all__ = [
     "Message", "messages_from_pairs", "validate_conversation", "to_plain", "plain_input", "alias_reasoning", "InputSize",
@@ -101,8 +101,8 @@ class InputSize:
             raise TemplateResourceError(
                 f"the input is larger than max_input_chars={self.max_size:,} (characters of the messages, tools, "
                 f"documents and variables, plus one per item): reached {self.size:,}; if it is trusted, raise it: "
-                "limits=chatplate.Limits(max_input_chars=...)",
-                limit="max_input_chars", value=self.size, maximum=self.max_size,
+                "{fix}",
+                limit="max_input_chars", value=self.size, maximum=self.max_size, fix=raise_limit("max_input_chars"),
             )
 
 
@@ -140,8 +140,8 @@ def validate_conversation(conversation: Any, limits: Limits = DEFAULT_LIMITS, si
     if limits.max_messages is not None and len(messages) > limits.max_messages:
         raise TemplateResourceError(
             f"the conversation has {len(messages):,} messages, more than max_messages={limits.max_messages:,}; if it "
-            "is trusted, raise it: limits=chatplate.Limits(max_messages=...)",
-            limit="max_messages", value=len(messages), maximum=limits.max_messages,
+            "is trusted, raise it: {fix}",
+            limit="max_messages", value=len(messages), maximum=limits.max_messages, fix=raise_limit("max_messages"),
         )
     size = size if size is not None else InputSize(limits)
     cleaned = []
@@ -230,8 +230,9 @@ def check_roles(messages: list[Message], control_tokens: Sequence[str], declared
             raise ConversationError(
                 f"messages[{index}].role: {role!r} is part of the control token {holder!r}: a template that builds "
                 "headers from roles would write that token from data. If this model really has that role, declare "
-                f"it: ChatTemplate(..., roles=[{role!r}]) (or template.roles = {{{role!r}}})",
+                "it: {fix}",
                 index=index, field="role",
+                fix=Fix(f"ChatTemplate(..., roles=[{role!r}]) (or template.roles = {{{role!r}}})", f"--role {role}"),
             )
 
 

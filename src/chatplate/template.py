@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import ContinuationError, DocumentsError, InputError, TemplateNotFoundError, ToolSchemaError
+from .errors import (
+    ContinuationError,
+    DocumentsError,
+    Fix,
+    InputError,
+    TemplateNotFoundError,
+    ToolSchemaError,
+    UnusedVariableWarning,
+)
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import (
     REASONING_FIELDS,
@@ -21,7 +34,7 @@ from .messages import (
     validate_documents,
 )
 from .tokens.encoding import BatchEncoding, Encoding
-from .tokens.safety import Marking, mark, mark_messages
+from .tokens.safety import Marking, mark, mark_messages, unescape_markers
 from .tokens.tokenizer import ChatTokenizer
 from .tools import to_tool_schemas
 
@@ -35,6 +48,12 @@ __all__ = ["ChatTemplate", "RenderResult"]
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
 Tool = Mapping[str, Any] | Callable[..., Any]
+# Variables a caller may pass whether or not the template reads them: transformers passes the
+# special-token map to every template.
+_SPECIAL_TOKEN_VARIABLES = frozenset(
+    ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+     "additional_special_tokens")
+)
 TokenizerLike = Any  # a tokenizer.json path, a model directory, a tokenizers.Tokenizer or a ChatTokenizer
 
 
@@ -104,6 +123,10 @@ class ChatTemplate:
         }
         self._tokenizer_source = tokenizer
         self._tokenizer: ChatTokenizer | None = tokenizer if isinstance(tokenizer, ChatTokenizer) else None
+        # Per named template: (names accepted silently, names the template reads); filled lazily
+        # and rebuilt after unpickling (__reduce__ goes through __init__).
+        self._read_names: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._warned_unused: set[str] = set()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled templates do not pickle: worker processes get the sources and compile them
@@ -120,6 +143,15 @@ class ChatTemplate:
         if self._tokenizer is None:
             self._tokenizer = _load_tokenizer(self._tokenizer_source, self.origin)
         return self._tokenizer
+
+    @property
+    def has_tokenizer(self) -> bool:
+        """Whether a tokenizer is attached (loaded or still to load), as ``encode`` needs.
+
+        >>> ChatTemplate("{{ messages[0].content }}").has_tokenizer
+        False
+        """
+        return self._tokenizer is not None or self._tokenizer_source is not None
 
     @property
     def source(self) -> str:
@@ -155,6 +187,8 @@ class ChatTemplate:
         >>> t.render([{"role": "user", "content": "Hi"}])
         '<s>Hi'
         """
+        if variables:
+            self._warn_unused(tools, variables.keys(), "render")
         return self._render(
             messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False,
             limits=limits,
@@ -178,6 +212,8 @@ class ChatTemplate:
         >>> t.render_spans([{"role": "assistant", "content": "Hi"}]).generation_spans
         [(0, 2)]
         """
+        if variables:
+            self._warn_unused(tools, variables.keys(), "render_spans")
         return self._render(
             messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True,
             limits=limits,
@@ -226,6 +262,8 @@ class ChatTemplate:
         """
         from .tokens.encoder import encode_conversations
 
+        if variables:
+            self._warn_unused(tools, variables.keys(), "encode")
         [encoding] = encode_conversations(
             self,
             self.tokenizer,
@@ -274,6 +312,8 @@ class ChatTemplate:
         """
         from .tokens.encoder import batch_from, encode_conversations
 
+        if variables:
+            self._warn_unused(tools, variables.keys(), "encode_batch")
         encodings = encode_conversations(
             self,
             self.tokenizer,
@@ -327,6 +367,11 @@ class ChatTemplate:
                 text, self.bos_token, self.eos_token, special_tokens=self.special_tokens, origin=self.origin,
                 tokenizer=self._tokenizer or self._tokenizer_source,
             )
+        if kwargs:
+            # Warn here so the warning points at the caller; the call below finds it already given.
+            # Keywords the method below takes as parameters are not template variables.
+            consumed = _keyword_parameters("encode_batch" if tokenize else "render")
+            template._warn_unused(tools, kwargs.keys() - consumed, "apply_chat_template")
         batched = isinstance(conversation, (list, tuple)) and bool(conversation) and isinstance(conversation[0], (list, tuple))
         conversations = list(conversation) if batched else [conversation]
         common = dict(
@@ -360,6 +405,17 @@ class ChatTemplate:
             batch = BatchEncoding({k: v[0] for k, v in batch.items()}, batch.encodings)
         return batch if return_dict else batch["input_ids"]
 
+    def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        """Turn token ids back into text with the attached tokenizer, as transformers'
+        ``tokenizer.decode(ids, skip_special_tokens=...)`` does (see :meth:`ChatTokenizer.decode`).
+
+        ``ids`` is one sequence: a list or tuple of ints, or a 1-D numpy array or torch tensor.
+
+            t = load("model-dir")
+            t.decode(t.encode(messages).input_ids, skip_special_tokens=True)
+        """
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+
     def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
         """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
         return self._render(conversation, **render_kwargs, with_spans=False, marker=marker).text
@@ -388,10 +444,42 @@ class ChatTemplate:
             return "default"
         raise TemplateNotFoundError(
             "this model has several chat templates and none is called 'default': choose one with "
-            f"chatplate.load(source, name=...); available: {sorted(self.templates)}",
+            f"{{fix}}; available: {sorted(self.templates)}",
+            fix=Fix("chatplate.load(source, name=...)", "--name NAME"),
             source=self.origin,
             looked_for=sorted(self.templates),
         )
+
+    def _warn_unused(self, tools: Any, names: AbstractSet[str], method: str) -> None:
+        """Warn once per name about extra keywords the template picked for ``tools`` never reads.
+
+        Called directly by each public method, so ``stacklevel=3`` is the caller of that method.
+        """
+        try:
+            name = self._pick(tools)
+        except TemplateNotFoundError:
+            return  # the render itself raises this, in its own order
+        known = self._read_names.get(name)
+        if known is None:
+            known = self._read_names[name] = self._template_reads(name)
+        accepted, reads = known
+        unread = names - accepted
+        if not unread or not (unread := unread - self._warned_unused):
+            return
+        self._warned_unused |= unread
+        candidates = sorted(reads | _keyword_parameters(method))
+        for keyword in sorted(unread):
+            match = difflib.get_close_matches(keyword, candidates, n=1)
+            hint = f"; did you mean {match[0]!r}? It is ignored." if match else "; it is ignored."
+            warnings.warn(
+                f"keyword {keyword!r} is not read by the template ({self._label(name)}){hint}",
+                UnusedVariableWarning,
+                stacklevel=3,
+            )
+
+    def _template_reads(self, name: str) -> tuple[frozenset[str], frozenset[str]]:
+        reads = engine.read_variables(self.templates[name])
+        return reads | _SPECIAL_TOKEN_VARIABLES | frozenset(self.special_tokens), reads
 
     def _variables(self, variables: dict[str, Any]) -> dict[str, Any]:
         merged: dict[str, Any] = dict(self.special_tokens)
@@ -462,9 +550,21 @@ class ChatTemplate:
         except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
             raise engine.translate_runtime_error(exc, self._label(name)) from exc
 
+        if marker is not None:
+            text, spans = unescape_markers(text, spans)
         if continued is not None:
             text = _close_final_message(text, continued)
         return RenderResult(text, spans)
+
+
+@functools.cache
+def _keyword_parameters(method: str) -> frozenset[str]:
+    """The named keyword parameters of a ``ChatTemplate`` method (never template variables)."""
+    parameters = inspect.signature(getattr(ChatTemplate, method)).parameters.values()
+    return frozenset(
+        p.name for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "messages", "conversation", "conversations")
+    )
 
 
 def _render_kwargs(
@@ -510,8 +610,13 @@ def _mask_options(wanted: bool, roles: Any, end_of_turn: bool, last_turn_only: b
 def _load_tokenizer(source: Any, origin: str | None) -> ChatTokenizer:
     if source is None:
         raise InputError(
-            f"{origin or 'this template'} has no tokenizer: load a model directory with a tokenizer.json "
-            "(chatplate.load('path/to/model')) or pass ChatTemplate(..., tokenizer='tokenizer.json')"
+            f"{origin or 'this template'} has no tokenizer: {{fix}}",
+            fix=Fix(
+                "load a model directory with a tokenizer.json (chatplate.load('path/to/model')) or give one: "
+                "chatplate.load(source, tokenizer='tokenizer.json')",
+                "give a model directory with a tokenizer.json (--model path/to/model) or add --tokenizer "
+                "tokenizer.json (a file or a model directory)",
+            ),
         )
     if isinstance(source, ChatTokenizer):
         return source

@@ -118,4 +118,19 @@ def test_exception_tree() -> None:
     assert issubclass(errors.TemplateNotFoundError, LookupError)
     assert issubclass(errors.MissingDependencyError, ImportError)
     for name in errors.__all__:
-        assert issubclass(getattr(errors, name), errors.ChatplateError)
+        cls = getattr(errors, name)
+        assert cls is errors.Fix or issubclass(cls, (errors.ChatplateError, errors.ChatplateWarning))
+
+
+def test_a_fix_is_said_in_python_and_on_the_command_line_and_survives_pickling() -> None:
+    import pickle
+
+    error = errors.TemplateNotFoundError(
+        "no template; choose one with {fix}", source="s", looked_for=["a"], fix=errors.Fix("name=...", "--name NAME")
+    )
+    assert str(error) == "no template; choose one with name=..."
+    assert error.for_cli() == "no template; choose one with --name NAME"
+    clone = pickle.loads(pickle.dumps(error))
+    assert (str(clone), clone.for_cli(), clone.looked_for) == (str(error), error.for_cli(), ["a"])
+    plain = errors.InputError("braces {{ bos_token }} stay as they are")
+    assert str(plain) == plain.for_cli() == "braces {{ bos_token }} stay as they are"

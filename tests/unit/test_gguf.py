@@ -13,7 +13,7 @@ gguf = pytest.importorskip("gguf")
 np = pytest.importorskip("numpy")
 
 from chatplate.errors import CorruptSourceError, MissingDependencyError, TemplateNotFoundError  # noqa: E402
-from chatplate.sources import DefaultTemplateWarning, load  # noqa: E402
+from chatplate import DefaultTemplateWarning, load  # noqa: E402
 from chatplate.sources.gguf import read_gguf, read_gguf_metadata  # noqa: E402
 
 DEFAULT = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}"

@@ -11,7 +11,7 @@ import pytest
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
 from chatplate.errors import MissingDependencyError, SourceError, TemplateNotFoundError  # noqa: E402
-from chatplate.sources import DefaultTemplateWarning, load  # noqa: E402
+from chatplate import DefaultTemplateWarning, load  # noqa: E402
 from chatplate.sources import hub as hub_source  # noqa: E402
 from chatplate.sources.hub import HUB_FILES, hub_cache_dir, hub_offline  # noqa: E402
 
@@ -117,7 +117,8 @@ def test_offline_and_not_cached(cache):
     message = str(info.value)
     assert "HF_HUB_OFFLINE" in message
     assert str(cache) in message
-    assert "no local directory" in message
+    assert message.startswith("acme/not-cached: no such local file or directory")
+    assert info.value.looked_for[0].endswith("acme/not-cached")
     assert info.value.source == "acme/not-cached"
 
 
@@ -265,3 +266,21 @@ def test_hub_id_brings_its_tokenizer(cache):
         messages, add_generation_prompt=True
     ).input_ids
     assert from_hub.tokenizer.pad_token == local.tokenizer.pad_token == "<|endoftext|>"
+
+
+def test_a_mistyped_local_path_says_no_such_path_before_the_hub(tmp_path, monkeypatch):
+    # Online, with the hub unreachable (a closed local port): "org/name" is also how a relative
+    # path looks, so the first thing to say is that the path does not exist.
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(SourceError) as info:
+        load("models/llama31-mv")
+    message = str(info.value)
+    assert message.startswith(f"models/llama31-mv: no such local file or directory ({tmp_path / 'models' / 'llama31-mv'})")
+    assert "tried as a hub id" in message and "could not reach the hub" in message
+    assert isinstance(info.value.__cause__, SourceError)

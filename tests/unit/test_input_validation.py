@@ -74,7 +74,8 @@ def test_lone_surrogates_in_tools_documents_and_variables() -> None:
         TEMPLATE.render(user, tools=[{"type": "function", "function": {"name": "f", "description": "\ud83d"}}])
     with pytest.raises(chatplate.DocumentsError, match=r"documents\[0\]\.text: .*surrogate"):
         TEMPLATE.render(user, documents=[{"title": "t", "text": "\udc00"}])
-    with pytest.raises(chatplate.InputError, match=r"variables\.note: .*surrogate"):
+    with pytest.raises(chatplate.InputError, match=r"variables\.note: .*surrogate"), \
+            pytest.warns(chatplate.UnusedVariableWarning, match="'note'"):
         TEMPLATE.render(user, note="\udc00")
 
 
@@ -146,4 +147,4 @@ def test_deep_json_in_a_dataset_row_is_a_counted_bad_row(tmp_path: Path) -> None
     summary = chatplate.prepare(source, tmp_path / "out.parquet", template, workers=1)
     assert (summary.rows_read, summary.rows_written, dict(summary.rejected)) == (2, 1, {"bad_json": 1})
     [error] = [json.loads(line) for line in Path(summary.errors_path or "").read_text().splitlines()]
-    assert error["reason"] == "bad_json" and "recursion" in error["error"]
+    assert error["reason"] == "bad_json" and "nested too deeply" in error["error"]

@@ -98,6 +98,9 @@ def test_every_rejection_reason_is_reported_and_counts_add_up(tmp_path: Path, te
     assert set(summary.rejected) == set(REASONS) - {"mask_error"} and set(summary.rejected.values()) == {1}
     assert summary.rows_read == len(rows) + 1 == summary.rows_written + summary.rows_rejected
     assert entries[0]["record"] == BAD["unknown_format"]
+    # JSONL rows also say their 1-based line; a line that is not JSON keeps its raw text.
+    assert [e["line"] for e in entries] == [e["row"] + 1 for e in entries]
+    assert entries[-1]["record"] == "{not json"
     table = pq.read_table(out)
     assert table.column_names == ["input_ids", "attention_mask", "labels", "n_tokens", "n_trained"]
     assert table.num_rows == summary.rows_written == 2
@@ -105,7 +108,8 @@ def test_every_rejection_reason_is_reported_and_counts_add_up(tmp_path: Path, te
     assert "rejected by reason" in str(summary)
     with pytest.raises(chatplate.RecordError) as info:
         chatplate.prepare(source, tmp_path / "stop.parquet", template, max_length=200, workers=1, on_error="fail")
-    assert (info.value.row, info.value.reason) == (1, "unknown_format")
+    assert (info.value.row, info.value.line, info.value.reason) == (1, 2, "unknown_format")
+    assert "line 2 (row 1)" in str(info.value)
 
 
 def test_rows_match_encode_and_keep_input_order(tmp_path: Path, chatml: chatplate.ChatTemplate) -> None:
@@ -202,3 +206,78 @@ def test_cli_prepare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "rows read 7, written 6, rejected 1" in err and "bad_role 1" in err
     assert main(["prepare", str(source), "-o", str(tmp_path / "f.parquet"), "--model", model, "--on-error", "fail", "-q"]) == 1
     assert "row 6" in capsys.readouterr().err
+
+
+def test_line_numbers_count_blank_lines_across_chunks(tmp_path: Path, chatml: chatplate.ChatTemplate) -> None:
+    source = tmp_path / "in.jsonl"
+    good = json.dumps(GOOD[0])
+    # Lines: 1 good, 2 blank, 3 good, 4 broken, 5 blank, 6 blank, 7 good, 8 broken (CRLF endings).
+    source.write_bytes("\r\n".join([good, "", good, '{"messages": [', "", "", good, "[1,"]).encode() + b"\r\n")
+    summary = chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=1, chunk_rows=2)
+    entries = [json.loads(line) for line in (tmp_path / "o.jsonl.errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(e["row"], e["line"], e["record"]) for e in entries] == [(2, 4, '{"messages": ['), (4, 8, "[1,")]
+    assert summary.rows_read == 5 and summary.rows_written == 3
+
+
+UNGUARDED = """
+import chatplate
+{setup}
+t = chatplate.load({model!r})
+{call}
+"""
+GUARDED = """
+import chatplate
+{setup}
+
+def main():
+    t = chatplate.load({model!r})
+    {call}
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def run_script(tmp_path: Path, text: str) -> Any:
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(text, encoding="utf-8")
+    # A timeout, not a hang, is how the old failure showed; the run itself takes seconds.
+    return subprocess.run([sys.executable, "-W", "default", str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240)
+
+
+@pytest.mark.parametrize("layout", [UNGUARDED, GUARDED])
+def test_prepare_in_a_script_with_or_without_the_main_guard(tmp_path: Path, chatml: chatplate.ChatTemplate, layout: str) -> None:
+    rows = GOOD * 40
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    call = 'print(chatplate.prepare("in.jsonl", "out.jsonl", t, workers=2, chunk_rows=16).rows_written)'
+    text = layout.format(setup="", model=str(tokenizer_fixtures.chatml_bpe_dir()), call=call)
+    done = run_script(tmp_path, text)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(rows))]
+    warned = "SingleProcessWarning" in done.stderr
+    assert warned == (layout is UNGUARDED), done.stderr
+    if warned:
+        # The warning points at the script's own call.
+        line = next(number for number, source in enumerate(text.splitlines(), 1) if "prepare(" in source)
+        assert 'if __name__ == "__main__":' in done.stderr and f"script.py:{line}:" in done.stderr
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    reference = chatplate.prepare(tmp_path / "in.jsonl", tmp_path / "ref.jsonl", chatml, workers=1, chunk_rows=16)
+    assert reference.rows_written == len(written)
+    assert written == [json.loads(line) for line in (tmp_path / "ref.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_prepare_dataset_in_an_unguarded_script_with_spawn(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    # spawn is macOS' and Windows' default (and forkserver Linux's from Python 3.14): workers
+    # re-run the script's top level, so an unguarded call must not start them.
+    setup = "import multiprocess\nmultiprocess.set_start_method('spawn', force=True)\nimport datasets"
+    call = ("print(len(chatplate.prepare_dataset(datasets.Dataset.from_list([{'prompt': 'p', 'completion': 'c'}] * 8), "
+            "t, num_proc=2)))")
+    done = run_script(tmp_path, UNGUARDED.format(setup=setup, model=str(tokenizer_fixtures.chatml_bpe_dir()), call=call))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "8"
+    assert "SingleProcessWarning" in done.stderr

@@ -18,7 +18,8 @@ from chatplate.errors import (
     TemplateNotFoundError,
     UnknownBuiltinError,
 )
-from chatplate.sources import DefaultTemplateWarning, load, save_templates
+from chatplate import DefaultTemplateWarning
+from chatplate.sources import load, save_templates
 from chatplate.sources.model_dir import parse_chat_template, read_model_dir, special_tokens_from_config
 from chatplate.template import ChatTemplate
 
@@ -360,7 +361,8 @@ def test_dir_without_template_lists_everything_looked_for(tmp_path):
         assert name in looked
         assert name in str(error)
     assert "chatplate.load('chatml')" in str(error)
-    assert "--template" in str(error)
+    assert "--template chatml" in error.for_cli() and "--fallback chatml" in error.for_cli()
+    assert "chatplate.load" not in error.for_cli()
     assert "fallback=" in str(error)
     assert pickle.loads(pickle.dumps(error)).looked_for == error.looked_for
 

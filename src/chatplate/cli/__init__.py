@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
+from typing import Any
 
-from ..errors import ChatplateError, TemplateSyntaxError
+from ..errors import ChatplateError, ChatplateWarning, TemplateSyntaxError
 
 __all__ = ["main"]
 
@@ -14,7 +16,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return its exit status (0 ok, 1 failure, 2 usage).
 
-    Known errors become one line on stderr; set ``CHATPLATE_DEBUG=1`` for the traceback.
+    Known errors become one line on stderr (``chatplate: error: ...``), chatplate's warnings one
+    line each (``chatplate: warning: ...``); set ``CHATPLATE_DEBUG=1`` for the traceback.
     """
     try:
         from .app import build_app
@@ -25,21 +28,32 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    try:
-        # Standalone mode: typer itself reports usage errors (exit 2) and --help (exit 0).
-        build_app()(args=argv, prog_name="chatplate")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except (ChatplateError, OSError) as exc:
-        if os.environ.get("CHATPLATE_DEBUG"):
-            traceback.print_exc()
-        print(f"chatplate: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, ChatplateWarning):
+                print(f"chatplate: warning: {_one_line(message)}", file=sys.stderr)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        try:
+            # Standalone mode: typer itself reports usage errors (exit 2) and --help (exit 0).
+            build_app()(args=argv, prog_name="chatplate")
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except (ChatplateError, OSError) as exc:
+            if os.environ.get("CHATPLATE_DEBUG"):
+                traceback.print_exc()
+            print(f"chatplate: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
     return 0
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+def _one_line(exc: BaseException | Warning | str) -> str:
+    text = exc.for_cli() if isinstance(exc, ChatplateError) else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
     if isinstance(exc, TemplateSyntaxError):

@@ -1,4 +1,4 @@
-"""The typer application: one function per command, sharing the render options."""
+"""The typer application: one function per command, sharing the render and template options."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import json
 import sys
 import time
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from ..sources.registry import DEFAULT_BUILTIN, list_builtins
 from ..template import ChatTemplate
-from .inputs import Request, load_template, parse_now, parse_variables, read_request
+from .inputs import Request, load_template, parse_limits, parse_now, parse_variables, read_request
 
-FileArg = Annotated[str, typer.Argument(help="Conversation JSON file, or - for stdin.", show_default=True)]
+FileArg = Annotated[
+    str,
+    typer.Argument(metavar="FILE|-", help="Conversation JSON file; - or nothing reads standard input.", show_default=False),
+]
 TemplateOpt = Annotated[
     str,
     typer.Option(
@@ -23,8 +27,28 @@ TemplateOpt = Annotated[
         help="Built-in name, .jinja file, model directory, tokenizer_config.json, .gguf file or hub id.",
     ),
 ]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m",
+        help="Model directory or hub id (template and tokenizer), or any --template source with --tokenizer.",
+    ),
+]
 NameOpt = Annotated[Optional[str], typer.Option("--name", help="Pick one of a model's named templates (e.g. tool_use).")]
 RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
+FallbackOpt = Annotated[
+    Optional[str], typer.Option("--fallback", help="Built-in template to use if the source has none (e.g. chatml).")
+]
+TokenizerOpt = Annotated[
+    Optional[str], typer.Option("--tokenizer", help="tokenizer.json or model directory to encode with.")
+]
+LimitOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--limit", metavar="NAME=N", help="Raise or set a render limit (repeatable), e.g. max_work=5000000."),
+]
+RoleOpt = Annotated[
+    Optional[list[str]], typer.Option("--role", metavar="NAME", help="Accept a role beyond the standard ones (repeatable).")
+]
 GenOpt = Annotated[bool, typer.Option("--add-generation-prompt", help="End with the prompt for a new assistant turn.")]
 ContinueOpt = Annotated[
     bool, typer.Option("--continue-final-message", help="Leave the final message open for the model to continue.")
@@ -33,30 +57,24 @@ ContinueFieldOpt = Annotated[
     Optional[str],
     typer.Option("--continue-field", help="Continue this field of the final message (e.g. reasoning_content)."),
 ]
-ToolsOpt = Annotated[Optional[str], typer.Option("--tools", help="JSON file with a list of tool schemas.")]
-DocumentsOpt = Annotated[Optional[str], typer.Option("--documents", help="JSON file with a list of documents.")]
+ToolsOpt = Annotated[Optional[str], typer.Option("--tools", metavar="FILE", help="JSON file with a list of tool schemas.")]
+DocumentsOpt = Annotated[Optional[str], typer.Option("--documents", metavar="FILE", help="JSON file with a list of documents.")]
 VarOpt = Annotated[
-    Optional[list[str]], typer.Option("--var", help="Template variable as KEY=JSON (repeatable), e.g. enable_thinking=false.")
+    Optional[list[str]],
+    typer.Option("--var", metavar="KEY=JSON", help="Template variable (repeatable), e.g. enable_thinking=false."),
 ]
-NowOpt = Annotated[Optional[str], typer.Option("--now", help="Time strftime_now reports, ISO 8601 (default: now).")]
+NowOpt = Annotated[Optional[str], typer.Option("--now", metavar="TIME", help="Time strftime_now reports, ISO 8601 (default: now).")]
 
 
-def _gather(
-    file: str,
-    source: str,
-    name: str | None,
-    revision: str | None,
-    tools: str | None,
-    documents: str | None,
-    var: list[str] | None,
-    now: str | None,
-) -> tuple[datetime | None, Request, ChatTemplate]:
-    """The clock, the request and the template a command works on."""
-    # Options first: a usage mistake should not wait for (or consume) stdin.
-    when = parse_now(now)
-    variables = parse_variables(var or [])
-    request = read_request(file, tools, documents, variables)
-    return when, request, load_template(source, name, revision)
+class _Command(TyperCommand):
+    """Flags take no value, so their help shows none (typer would show ``<bool>``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
 
 
 class _progress:
@@ -80,13 +98,23 @@ class _progress:
         return self.update
 
     def update(self, rows: int, tokens: int) -> None:
-        seconds = max(time.perf_counter() - self.started, 1e-9)
-        rate = f"{rows / seconds:,.0f} rows/s, {tokens / seconds / 1e6:.2f} M tokens/s"
-        self.bar.update(self.task, rows=rows, tokens=tokens, rate=rate)
+        from ..training.pipeline import rate
+
+        seconds = time.perf_counter() - self.started
+        self.bar.update(self.task, rows=rows, tokens=tokens,
+                        rate=f"{rate(rows, seconds, 'rows')}, {rate(tokens, seconds, 'tokens')}")
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"chatplate {__version__}")
+        raise typer.Exit()
 
 
 def build_app() -> typer.Typer:
@@ -97,37 +125,33 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+    command = app.command
 
-    def _prompt(
-        file: str,
-        template: str,
-        name: str | None,
-        revision: str | None,
-        add_generation_prompt: bool,
-        continue_final_message: bool,
-        continue_field: str | None,
-        tools: str | None,
-        documents: str | None,
-        var: list[str] | None,
-        now: str | None,
-    ) -> tuple[str, ChatTemplate, Request]:
-        when, request, chat_template = _gather(file, template, name, revision, tools, documents, var, now)
-        continuation: bool | str = continue_field or continue_final_message
-        text = chat_template.render(
-            request.messages,
-            add_generation_prompt=add_generation_prompt,
-            continue_final_message=continuation,
-            now=when,
-            **request.arguments(),
-        )
-        return text, chat_template, request
+    @app.callback()
+    def root(
+        version: Annotated[
+            bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+        ] = False,
+    ) -> None:
+        """Render chat conversations exactly as a model's chat template does."""
 
-    @app.command()
+    def _request(
+        file: str, tools: str | None, documents: str | None, var: list[str] | None, now: str | None, limit: list[str] | None
+    ) -> tuple[datetime | None, Request, dict[str, Any]]:
+        """The clock, the conversation and the ``--limit`` changes a command works with."""
+        # Options first: a usage mistake should not wait for (or consume) stdin.
+        when = parse_now(now)
+        variables = parse_variables(var or [])
+        limits = parse_limits(limit or [])
+        return when, read_request(file, tools, documents, variables), limits
+
+    @command(cls=_Command)
     def render(
         file: FileArg = "-",
         template: TemplateOpt = DEFAULT_BUILTIN,
         name: NameOpt = None,
         revision: RevisionOpt = None,
+        fallback: FallbackOpt = None,
         add_generation_prompt: GenOpt = False,
         continue_final_message: ContinueOpt = False,
         continue_field: ContinueFieldOpt = None,
@@ -135,22 +159,31 @@ def build_app() -> typer.Typer:
         documents: DocumentsOpt = None,
         var: VarOpt = None,
         now: NowOpt = None,
+        limit: LimitOpt = None,
+        role: RoleOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help='Print {"text": ...} instead of the raw prompt.')] = False,
     ) -> None:
         """Print the prompt exactly as the template renders it (no added newline)."""
-        text, _, _ = _prompt(
-            file, template, name, revision, add_generation_prompt, continue_final_message, continue_field,
-            tools, documents, var, now,
+        when, request, limits = _request(file, tools, documents, var, now, limit)
+        chat_template = load_template(template, name=name, revision=revision, fallback=fallback, limits=limits, roles=role)
+        text = chat_template.render(
+            request.messages,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_field or continue_final_message,
+            now=when,
+            **request.arguments(),
         )
         sys.stdout.write(json.dumps({"text": text}, ensure_ascii=False) + "\n" if as_json else text)
         sys.stdout.flush()
 
-    @app.command()
+    @command(cls=_Command)
     def show(
         file: FileArg = "-",
         template: TemplateOpt = DEFAULT_BUILTIN,
         name: NameOpt = None,
         revision: RevisionOpt = None,
+        fallback: FallbackOpt = None,
+        tokenizer: TokenizerOpt = None,
         add_generation_prompt: GenOpt = False,
         continue_final_message: ContinueOpt = False,
         continue_field: ContinueFieldOpt = None,
@@ -158,32 +191,50 @@ def build_app() -> typer.Typer:
         documents: DocumentsOpt = None,
         var: VarOpt = None,
         now: NowOpt = None,
+        limit: LimitOpt = None,
+        role: RoleOpt = None,
     ) -> None:
-        """Show the prompt for a person: roles in colour, control tokens marked, whitespace visible."""
+        """Show the prompt for a person: roles in colour, control tokens marked, whitespace visible.
+
+        With a tokenizer (a model directory, or --tokenizer) control tokens are the ones encode
+        makes; without one, token-shaped text the template wrote (never the messages' own text).
+        """
         from rich.console import Console
 
-        from .view import prompt_view
+        from .view import prompt_from_template, prompt_view
 
-        text, chat_template, request = _prompt(
-            file, template, name, revision, add_generation_prompt, continue_final_message, continue_field,
-            tools, documents, var, now,
+        when, request, limits = _request(file, tools, documents, var, now, limit)
+        chat_template = load_template(
+            template, name=name, revision=revision, fallback=fallback, tokenizer=tokenizer, limits=limits, roles=role
         )
-        Console(highlight=False).print(prompt_view(text, request.messages, chat_template))
+        prompt = prompt_from_template(
+            chat_template,
+            request.messages,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_field or continue_final_message,
+            now=when,
+            **request.arguments(),
+        )
+        console = Console(highlight=False)
+        # Piped output is for reading back or diffing: no key and no wrapping at 80 columns.
+        console.print(prompt_view(prompt, request.messages, legend=console.is_terminal), soft_wrap=not console.is_terminal)
 
-    @app.command()
+    @command(cls=_Command)
     def encode(
         file: FileArg = "-",
-        model: Annotated[
-            str, typer.Option("--model", "-m", help="Model directory (tokenizer.json + template) or hub id.")
-        ] = ...,  # type: ignore[assignment]
+        model: ModelOpt = ...,  # type: ignore[assignment]
         name: NameOpt = None,
         revision: RevisionOpt = None,
+        fallback: FallbackOpt = None,
+        tokenizer: TokenizerOpt = None,
         add_generation_prompt: GenOpt = False,
         continue_final_message: ContinueOpt = False,
         tools: ToolsOpt = None,
         documents: DocumentsOpt = None,
         var: VarOpt = None,
         now: NowOpt = None,
+        limit: LimitOpt = None,
+        role: RoleOpt = None,
         unsafe: Annotated[
             bool, typer.Option("--no-sanitize", help="Let control tokens in the data encode as control tokens.")
         ] = False,
@@ -193,7 +244,10 @@ def build_app() -> typer.Typer:
         as_json: Annotated[bool, typer.Option("--json", help='Print {"input_ids": [...]} instead of the table.')] = False,
     ) -> None:
         """Show the token ids of the prompt: id and text per token, coloured by role."""
-        when, request, chat_template = _gather(file, model, name, revision, tools, documents, var, now)
+        when, request, limits = _request(file, tools, documents, var, now, limit)
+        chat_template = load_template(
+            model, name=name, revision=revision, fallback=fallback, tokenizer=tokenizer, limits=limits, roles=role
+        )
         enc = chat_template.encode(
             request.messages,
             add_generation_prompt=add_generation_prompt,
@@ -214,52 +268,73 @@ def build_app() -> typer.Typer:
 
         Console(highlight=False).print(token_table(enc, request.messages, chat_template.tokenizer))
 
-    @app.command()
+    @command(cls=_Command)
     def prepare(
-        input: Annotated[str, typer.Argument(help="Dataset: .jsonl, .json, .parquet or a save_to_disk directory.")],
-        output: Annotated[str, typer.Option("--output", "-o", help="Where to write: .parquet, .jsonl or a directory (HF dataset).")],
-        model: Annotated[
-            str, typer.Option("--model", "-m", help="Model directory (tokenizer.json + template) or hub id.")
+        input: Annotated[
+            str, typer.Argument(metavar="INPUT", help="Dataset: .jsonl, .json, .parquet or a save_to_disk directory.")
         ],
+        output: Annotated[
+            str, typer.Option("--output", "-o", help="Where to write: .parquet, .jsonl or a directory (HF dataset).")
+        ],
+        model: ModelOpt,
         record_format: Annotated[
-            Optional[str],
-            typer.Option("--format", help="Record format: openai, sharegpt, pairs, alpaca, prompt_completion (default: detect per record)."),
+            Optional[Literal["openai", "sharegpt", "pairs", "alpaca", "prompt_completion"]],
+            typer.Option("--format", help="Record format (default: detected per record)."),
         ] = None,
-        max_length: Annotated[Optional[int], typer.Option("--max-length", help="Longest row in tokens.")] = None,
+        max_length: Annotated[Optional[int], typer.Option("--max-length", min=1, help="Longest row in tokens.")] = None,
         truncation: Annotated[
-            str, typer.Option("--truncation", help="Rows over --max-length: drop (reject), tokens (cut) or turns (drop oldest turns).")
+            Literal["drop", "tokens", "turns"],
+            typer.Option("--truncation", help="Rows over --max-length: drop (reject), tokens (cut) or turns (drop oldest turns)."),
         ] = "drop",
-        workers: Annotated[Optional[int], typer.Option("--workers", help="Processes (default: all cores).")] = None,
-        engine: Annotated[str, typer.Option("--engine", help="local (processes) or ray.")] = "local",
+        workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes (default: all cores).")] = None,
+        engine: Annotated[Literal["local", "ray"], typer.Option("--engine", help="local (processes) or ray.")] = "local",
         ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="An existing Ray cluster.")] = None,
-        errors: Annotated[Optional[str], typer.Option("--errors", help="Errors file (default: OUTPUT.errors.jsonl).")] = None,
-        on_error: Annotated[str, typer.Option("--on-error", help="skip (write to the errors file) or fail (stop at the first).")] = "skip",
+        errors: Annotated[
+            Optional[str], typer.Option("--errors", metavar="FILE", help="Errors file (default: OUTPUT.errors.jsonl).")
+        ] = None,
+        on_error: Annotated[
+            Literal["skip", "fail"],
+            typer.Option("--on-error", help="skip (write to the errors file) or fail (stop at the first)."),
+        ] = "skip",
         train_roles: Annotated[
-            Optional[list[str]], typer.Option("--train-role", help="Role whose turns are trained (repeatable; default assistant).")
+            Optional[list[str]],
+            typer.Option("--train-role", metavar="ROLE", help="Role whose turns are trained (repeatable; default assistant)."),
         ] = None,
         no_end_of_turn: Annotated[bool, typer.Option("--no-train-end-of-turn", help="Do not train the end-of-turn marker.")] = False,
         last_turn_only: Annotated[bool, typer.Option("--last-turn-only", help="Train only the last trained turn.")] = False,
+        unsafe: Annotated[
+            bool, typer.Option("--no-sanitize", help="Let control tokens in the data encode as control tokens.")
+        ] = False,
         name: NameOpt = None,
         revision: RevisionOpt = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        fallback: FallbackOpt = None,
+        tokenizer: TokenizerOpt = None,
+        limit: LimitOpt = None,
+        role: RoleOpt = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary: no progress bars or logs.")] = False,
     ) -> None:
         """Turn a dataset of conversations into input_ids, attention_mask and labels, on all cores."""
         from rich.console import Console
 
         from ..training.pipeline import prepare as run
 
-        chat_template = load_template(model, name, revision)
+        if truncation == "turns" and max_length is None:
+            raise typer.BadParameter("--truncation turns needs --max-length", param_hint="--truncation")
+        chat_template = load_template(
+            model, name=name, revision=revision, fallback=fallback, tokenizer=tokenizer,
+            limits=parse_limits(limit or []), roles=role,
+        )
         console = Console(stderr=True, highlight=False)
         with _progress(console, quiet) as report:
             summary = run(
                 input, output, chat_template, format=record_format, max_length=max_length, truncation=truncation,
                 workers=workers, engine=engine, ray_address=ray_address, errors=errors, on_error=on_error,
                 train_roles=train_roles, train_end_of_turn=not no_end_of_turn, train_last_turn_only=last_turn_only,
-                progress=report,
+                sanitize_control_tokens=not unsafe, progress=report, quiet=quiet,
             )
         console.print(str(summary), markup=False, soft_wrap=True)
 
-    @app.command("list")
+    @command("list", cls=_Command)
     def list_command(
         as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
     ) -> None:
@@ -276,15 +351,25 @@ def build_app() -> typer.Typer:
         from rich.table import Table
         from rich.text import Text
 
+        cells = [
+            (b.name + (" (default)" if b.name == DEFAULT_BUILTIN else ""), b.bos_token or "", b.eos_token or "", b.description)
+            for b in builtins
+        ]
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            # One line per template, never cut or wrapped: for grep and for reading in a pager.
+            widths = [max(len(row[column]) for row in cells) for column in range(3)]
+            for row in cells:
+                sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] + "\n")
+            return
         table = Table(title="built-in chat templates", title_justify="left")
         table.add_column("name", style="bold cyan", no_wrap=True)
-        table.add_column("bos")
-        table.add_column("eos")
-        table.add_column("description")
-        for b in builtins:
-            default = " (default)" if b.name == DEFAULT_BUILTIN else ""
+        table.add_column("bos", no_wrap=True)
+        table.add_column("eos", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for row in cells:
             # Text, not markup: tokens such as "[/INST]" would read as rich closing tags.
-            table.add_row(*(Text(cell) for cell in (b.name + default, b.bos_token or "", b.eos_token or "", b.description)))
-        Console(highlight=False).print(table)
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
 
     return app

@@ -34,6 +34,9 @@ class Request:
 def read_json(path: str, what: str) -> Any:
     """Parse JSON from a file, or from stdin for ``-``; errors name the file, line and column."""
     label = "<stdin>" if path == "-" else path
+    if path == "-" and sys.stdin.isatty():
+        # Otherwise a bare `chatplate render` looks hung.
+        print(f"chatplate: reading the {what} from standard input (end with Ctrl-D), or give a FILE", file=sys.stderr)
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -84,11 +87,34 @@ def parse_variables(assignments: list[str]) -> dict[str, Any]:
         try:
             variables[key] = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
+            spelled = _PYTHON_CONSTANTS.get(raw.strip())
+            fix = f"write {key}={spelled}" if spelled else f"quote strings: {key}='\"{raw}\"'"
             raise typer.BadParameter(
-                f"{item!r}: the value must be JSON (true, 3, \"text\", [..]); quote strings: {key}='\"{raw}\"'",
-                param_hint="--var",
+                f"{item!r}: the value must be JSON (true, 3, \"text\", [..]); {fix}", param_hint="--var"
             ) from None
     return variables
+
+
+# Python's spelling of JSON's constants, the likeliest --var mistake.
+_PYTHON_CONSTANTS = {"True": "true", "False": "false", "None": "null"}
+
+
+def parse_limits(assignments: list[str]) -> dict[str, int | float | None]:
+    """``NAME=N`` pairs (``none`` for no bound) to :class:`chatplate.Limits` fields."""
+    import typer
+
+    from ..limits import LIMIT_NAMES
+
+    limits: dict[str, int | float | None] = {}
+    for item in assignments:
+        key, _, raw = item.partition("=")
+        if key not in LIMIT_NAMES:
+            raise typer.BadParameter(f"{item!r}: the limits are {', '.join(sorted(LIMIT_NAMES))}", param_hint="--limit")
+        try:
+            limits[key] = None if raw.lower() == "none" else float(raw) if key == "max_seconds" else int(raw.replace("_", ""))
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: expected {key}=N (a whole number) or {key}=none", param_hint="--limit") from None
+    return limits
 
 
 def parse_now(value: str | None) -> datetime | None:
@@ -103,8 +129,21 @@ def parse_now(value: str | None) -> datetime | None:
         raise typer.BadParameter(f"{value!r} is not an ISO 8601 time such as 2024-07-26T12:00:00", param_hint="--now") from None
 
 
-def load_template(source: str, name: str | None, revision: str | None) -> ChatTemplate:
-    kwargs: dict[str, Any] = {"name": name}
-    if revision is not None:
-        kwargs["revision"] = revision
-    return load(source, **kwargs)
+def load_template(
+    source: str,
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    fallback: str | None = None,
+    tokenizer: str | None = None,
+    limits: dict[str, Any] | None = None,
+    roles: list[str] | None = None,
+) -> ChatTemplate:
+    """The template the options describe: ``--template``/``--model`` with ``--name``,
+    ``--revision``, ``--fallback``, ``--tokenizer``, ``--limit`` (parsed) and ``--role``."""
+    template = load(source, name=name, revision=revision, fallback=fallback, tokenizer=tokenizer)
+    if limits:
+        template.limits = template.limits.replace(**limits)
+    if roles:
+        template.roles = template.roles | frozenset(roles)
+    return template

@@ -1,10 +1,11 @@
 """The only package that imports jinja2: environment, compilation and error translation."""
 
-from .compiler import compile_template, has_generation_blocks, literal_text, translate_runtime_error
+from .compiler import compile_template, has_generation_blocks, literal_text, read_variables, translate_runtime_error
 from .budget import Budget
 from .environment import render, render_with_spans
 
 __all__ = [
-    "Budget", "compile_template", "has_generation_blocks", "literal_text", "render", "render_with_spans",
+    "Budget", "compile_template", "has_generation_blocks", "literal_text", "read_variables", "render",
+    "render_with_spans",
     "translate_runtime_error",
 ]

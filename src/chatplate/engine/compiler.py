@@ -22,7 +22,7 @@ from ..errors import (
     TemplateSecurityError,
     TemplateSyntaxError,
 )
-from ..limits import LIMIT_NAMES
+from ..limits import LIMIT_NAMES, raise_limit
 from .budget import LimitExceeded
 from .environment import ENVIRONMENT, TemplateRaise
 
@@ -65,6 +65,15 @@ def literal_text(source: str) -> str:
     literals = {node.data for node in ast.find_all(jinja2.nodes.TemplateData)}
     literals |= {node.value for node in ast.find_all(jinja2.nodes.Const) if isinstance(node.value, str)}
     return "\0".join(sorted(literals))
+
+
+@functools.lru_cache(maxsize=256)
+def read_variables(source: str) -> frozenset[str]:
+    """The variables a template reads from its context (through any construct: ``is defined``,
+    ``| default``, inside macros), as jinja2 finds them."""
+    import jinja2.meta
+
+    return frozenset(jinja2.meta.find_undeclared_variables(ENVIRONMENT.parse(source)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -197,11 +206,12 @@ def translate_runtime_error(exc: BaseException, template_name: str | None) -> Ex
     if isinstance(exc, LimitExceeded):
         how = (
             "this bound is fixed" if exc.limit not in LIMIT_NAMES else
-            f"if the template and its input are trusted, raise it: limits=chatplate.Limits({exc.limit}=...)"
+            "if the template and its input are trusted, raise it: {fix}"
         )
         return TemplateResourceError(
             f"the template{where} {exc.describe()}; {how}",
             limit=exc.limit, value=exc.value, maximum=exc.maximum, **context,
+            fix=raise_limit(exc.limit) if exc.limit in LIMIT_NAMES else None,
         )
     if isinstance(exc, RecursionError):
         return TemplateResourceError(

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ..errors import InputError, TemplateNotFoundError, UnknownBuiltinError
+from ..errors import DefaultTemplateWarning, Fix, InputError, SourceError, TemplateNotFoundError, UnknownBuiltinError
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
 
-__all__ = ["load", "save_templates", "Found", "DefaultTemplateWarning"]
+__all__ = ["load", "save_templates", "Found"]
 
 SourceLike = Union[str, "os.PathLike[str]", Mapping[str, str], "ChatTemplate"]
 
@@ -43,14 +43,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9_.\-]+$")
 # Suffixes that say "this was meant as a file", so a missing one is reported as a missing file
 # rather than as an unknown built-in or an unknown hub repo.
 _FILE_SUFFIXES = (".jinja", ".j2", ".json", ".gguf", ".txt", ".jinja2")
-
-
-class DefaultTemplateWarning(UserWarning):
-    """A source had no chat template and ``load(..., fallback=...)`` used a built-in instead.
-
-    transformers once did this silently with a class-level "default chat template"; chatplate
-    does it only when asked, and says so.
-    """
 
 
 @dataclass
@@ -83,6 +75,7 @@ def load(
     name: str | None = None,
     revision: str | None = None,
     fallback: str | ChatTemplate | None = None,
+    tokenizer: Any = None,
 ) -> ChatTemplate:
     """Load a chat template from a template string, file, model directory, GGUF file, built-in
     name or hub id.
@@ -90,7 +83,8 @@ def load(
     ``name`` picks one of several named templates (``"tool_use"``, ``"rag"``, ...). ``revision``
     is a hub branch, tag or commit. ``fallback`` (a built-in name such as ``"chatml"``, or a
     ``ChatTemplate``) is used, with a :class:`DefaultTemplateWarning`, when the source exists but
-    has no chat template.
+    has no chat template. ``tokenizer`` (a ``tokenizer.json``, a model directory or a
+    ``tokenizers.Tokenizer``) replaces the source's own, or gives one to a template that has none.
 
     >>> t = load("{% for m in messages %}{{ m.content }}{% endfor %}")
     >>> t.render([{"role": "user", "content": "Hi"}])
@@ -101,7 +95,13 @@ def load(
         load("path/to/model-dir")
         load("model.gguf")
         load("Qwen/Qwen2.5-0.5B-Instruct", name="tool_use")
+        load("chatml", tokenizer="path/to/tokenizer.json")
     """
+    template = _load(source, name, revision, fallback)
+    return template if tokenizer is None else _with_tokenizer(template, tokenizer)
+
+
+def _load(source: SourceLike, name: str | None, revision: str | None, fallback: Any) -> ChatTemplate:
     from ..template import ChatTemplate
 
     if revision is not None and not isinstance(revision, str):
@@ -148,7 +148,18 @@ def load(
     if _HUB_ID.match(source) and len(source) <= 96 and ".." not in source and "--" not in source:
         from .hub import read_hub
 
-        return _finish(read_hub(source, revision=revision), name, fallback_template)
+        try:
+            found = read_hub(source, revision=revision)
+        except SourceError as exc:
+            # "org/name" is also how a relative path looks: say first that there is no such path.
+            context = dict(exc.context)
+            if isinstance(exc, TemplateNotFoundError):
+                context["looked_for"] = [str(path.absolute()), *(exc.looked_for or [])]
+            raise type(exc)(
+                f"{source}: no such local file or directory ({path.absolute()}); tried as a hub id instead: "
+                f"{exc._unfixed}", **context
+            ) from exc
+        return _finish(found, name, fallback_template)
 
     if source.endswith(_FILE_SUFFIXES) or os.sep in source or source.startswith((".", "~")):
         raise _missing_path(path)
@@ -158,6 +169,15 @@ def load(
         source=source,
         looked_for=unknown.looked_for,
         suggestions=getattr(unknown, "suggestions", None),
+    )
+
+
+def _with_tokenizer(template: ChatTemplate, tokenizer: Any) -> ChatTemplate:
+    from ..template import ChatTemplate
+
+    return ChatTemplate(
+        template.templates, template.bos_token, template.eos_token, special_tokens=template.special_tokens,
+        origin=template.origin, tokenizer=tokenizer, limits=template.limits, roles=template.roles,
     )
 
 
@@ -281,8 +301,11 @@ def _not_found(found: Found) -> TemplateNotFoundError:
     hint = f"\n{found.hint}" if found.hint else ""
     return TemplateNotFoundError(
         f"{found.origin} has no chat template. Looked for:{looked}{hint}\n"
-        "To render with a known layout instead, name one: chatplate.load('chatml') (or --template chatml "
-        "on the command line), or keep this source and add fallback='chatml' to chatplate.load.",
+        "To render with a known layout instead, {fix}.",
+        fix=Fix(
+            "name one: chatplate.load('chatml'), or keep this source and add fallback='chatml' to chatplate.load",
+            "name one with --template chatml, or keep this source and add --fallback chatml",
+        ),
         source=found.source or found.origin,
         looked_for=list(found.looked_for),
     )
@@ -322,7 +345,9 @@ def _pick_named(templates: Mapping[str, str], name: str, origin: str, source: st
         return templates[name]
     raise TemplateNotFoundError(
         f"{origin} has no chat template named {name!r}; available: {', '.join(sorted(templates)) or 'none'}. "
-        "Pass one of those as name=, or leave name= out to use the default.",
+        "{fix}",
+        fix=Fix("Pass one of those as name=, or leave name= out to use the default.",
+                "Pass one of those with --name, or leave --name out to use the default."),
         source=source or origin,
         looked_for=[name],
     )

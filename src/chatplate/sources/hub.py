@@ -85,7 +85,6 @@ def fetch_hub_files(repo_id: str, *, revision: str | None = None) -> Path:
     cache_dir = hub_cache_dir()
     offline = hub_offline()
     label = repo_id if revision is None else f"{repo_id}@{revision}"
-    local_note = f" (there is no local directory named {repo_id!r} either)"
     try:
         folder = hub.snapshot_download(
             repo_id,
@@ -102,7 +101,7 @@ def fetch_hub_files(repo_id: str, *, revision: str | None = None) -> Path:
         ) from exc
     except hub_errors.RepositoryNotFoundError as exc:
         raise TemplateNotFoundError(
-            f"hub repo {repo_id} was not found{local_note}. Check the spelling; if it is private, log in "
+            f"hub repo {repo_id} was not found. Check the spelling; if it is private, log in "
             "(`hf auth login` or HF_TOKEN).",
             source=repo_id,
             looked_for=[f"hub: {repo_id}"],
@@ -124,7 +123,7 @@ def fetch_hub_files(repo_id: str, *, revision: str | None = None) -> Path:
         if offline:
             raise TemplateNotFoundError(
                 f"{label} is not in the hub cache ({storage}) and HF_HUB_OFFLINE is set, so it cannot be "
-                f"downloaded{local_note}. Unset HF_HUB_OFFLINE (or run once online) to fetch it, point "
+                f"downloaded. Unset HF_HUB_OFFLINE (or run once online) to fetch it, point "
                 "HF_HUB_CACHE/HF_HOME at a cache that has it, or load a local directory instead.",
                 source=repo_id,
                 looked_for=[str(storage)],
@@ -136,7 +135,7 @@ def fetch_hub_files(repo_id: str, *, revision: str | None = None) -> Path:
         ) from exc
     except hub_errors.HFValidationError as exc:
         raise TemplateNotFoundError(
-            f"{repo_id!r} is not a valid hub repo id{local_note}: {_first_line(exc)}",
+            f"{repo_id!r} is not a valid hub repo id: {_first_line(exc)}",
             source=repo_id,
             looked_for=[repo_id],
         ) from exc

@@ -3,8 +3,7 @@
 Imports ``tokenizers`` only when a tokenizer is actually loaded.
 """
 
-from .classes import TokenizerClassWarning
-from .encoding import BatchEncoding, Encoding, MissingBosWarning
+from .encoding import BatchEncoding, Encoding
 from .tokenizer import ChatTokenizer
 
-__all__ = ["BatchEncoding", "ChatTokenizer", "Encoding", "MissingBosWarning", "TokenizerClassWarning"]
+__all__ = ["BatchEncoding", "ChatTokenizer", "Encoding"]

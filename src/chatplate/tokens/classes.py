@@ -21,19 +21,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import TokenizerClassWarning
+
 if TYPE_CHECKING:
     import tokenizers
 
-__all__ = ["GENERIC", "NAMED_SPECIAL_TOKENS", "TokenizerClassWarning", "Backend", "build_backend", "choose_class", "token_content"]
+__all__ = ["GENERIC", "NAMED_SPECIAL_TOKENS", "Backend", "build_backend", "choose_class", "token_content"]
 
 GENERIC = "TokenizersBackend"
 _GENERIC_NAMES = frozenset({GENERIC, "PreTrainedTokenizer", "PythonBackend", "BloomTokenizer"})
 _MISTRAL_COMMON = "MistralCommonBackend"
-
-
-class TokenizerClassWarning(UserWarning):
-    """transformers would build this tokenizer with a class whose pipeline chatplate does not
-    reproduce; ``tokenizer.json`` is used as it is, so ids may differ from transformers'."""
 
 
 # Model types whose declared tokenizer class transformers overrides with its own mapping

@@ -4,21 +4,22 @@ truncate, pad. ``ChatTemplate.encode``/``encode_batch`` are thin wrappers over t
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import engine
-from ..errors import ChatplateError, InputError, TruncationError
+from ..errors import ChatplateError, InputError, MissingBosWarning, TruncationError
 from ..messages import validate_conversation
-from .encoding import BatchEncoding, Encoding, MissingBosWarning, Padding, encode_texts, pad_batch, to_tensors
-from .safety import Marker, Marking, marker_for
+from .encoding import BatchEncoding, Encoding, Padding, encode_texts, pad_batch, to_tensors
+from .safety import Marker, Marking, marker_for, split_marked
 from .tokenizer import ChatTokenizer
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
     from ..training.masks import MaskOptions
 
-__all__ = ["encode_conversations", "encode_examples", "batch_from"]
+__all__ = ["encode_conversations", "encode_examples", "batch_from", "template_control_spans"]
 
 
 def encode_conversations(
@@ -53,7 +54,7 @@ def encode_conversations(
                 for enc in encodings:
                     _cut(enc, limit, tokenizer.truncation_side)
     _label(encodings)
-    _warn_missing_bos(encodings)
+    _warn_missing_bos(template, encodings)
     return encodings
 
 
@@ -149,6 +150,23 @@ def batch_from(
     return BatchEncoding({name: to_tensors(rows, return_tensors) for name, rows in columns.items()}, encodings)
 
 
+def template_control_spans(
+    template: ChatTemplate, conversation: Any, render_kwargs: dict[str, Any], candidates: tuple[str, ...]
+) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered prompt and where in it the template itself wrote one of ``candidates``: the
+    same marking that keeps data from forging control tokens tells data's copies apart."""
+    marker = marker_for(candidates)
+    marked = template._render_marked(conversation, render_kwargs, Marking(data=marker, assistant=marker))
+    text, pieces = split_marked(marked, marker)
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for piece, from_data in pieces:
+        if not from_data:
+            spans.extend((position + m.start(), position + m.end()) for m in marker.tokens.finditer(piece))
+        position += len(piece)
+    return text, spans
+
+
 def _markers(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
     """The template's control tokens (its end-of-turn markers among them) and what data must
     not produce, by role."""
@@ -240,12 +258,18 @@ def _encode_by_turns(
     )
 
 
-def _warn_missing_bos(encodings: list[Encoding]) -> None:
+def _warn_missing_bos(template: ChatTemplate, encodings: list[Encoding]) -> None:
     missing = sum(enc.missing_bos for enc in encodings)
-    if missing:
+    # Once per template: a dataset loop would otherwise repeat it for every call.
+    if missing and template not in _warned_missing_bos:
+        _warned_missing_bos.add(template)
         warnings.warn(
             f"{missing} of {len(encodings)} prompt(s) do not start with the BOS token the tokenizer adds to "
-            "other input: the template probably lacks {{ bos_token }} (see Encoding.missing_bos)",
+            "other input: the template probably lacks {{ bos_token }} (Encoding.missing_bos tells per prompt; "
+            "this warning is given once per template)",
             MissingBosWarning,
             stacklevel=4,
         )
+
+
+_warned_missing_bos: weakref.WeakSet[ChatTemplate] = weakref.WeakSet()

@@ -6,22 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import InputError, MissingDependencyError, TemplateRuntimeError
+from ..errors import Fix, InputError, MissingDependencyError, TemplateRuntimeError
 from ..messages import lone_surrogate
 from .safety import Marker, has_markers, split_marked
 from .tokenizer import ChatTokenizer
 
-__all__ = ["Encoding", "BatchEncoding", "MissingBosWarning"]
+__all__ = ["Encoding", "BatchEncoding"]
 
 Padding = Literal[False, True, "longest", "max_length", "do_not_pad"]
-
-
-class MissingBosWarning(UserWarning):
-    """The prompt does not start with the BOS token the tokenizer's post-processor would add.
-
-    Fine-tuned templates often forget ``{{ bos_token }}``; the model then sees input unlike its
-    training data. Add the BOS to the template, or ignore this if the model wants none.
-    """
 
 
 @dataclass
@@ -143,7 +135,8 @@ def _encode_pieces(tokenizer: ChatTokenizer, pieces: list[tuple[str, bool]]) -> 
             if token_id is not None and token_id in piece_ids:
                 raise InputError(
                     f"cannot encode {piece!r} as text: this tokenizer produces that control token from plain "
-                    "text too; pass sanitize_control_tokens=False or remove it from the data"
+                    "text too; {fix} or remove it from the data",
+                    fix=Fix("pass sanitize_control_tokens=False", "add --no-sanitize"),
                 )
         ids.extend(piece_ids)
         offsets.extend((s + position, e + position) for s, e in piece_offsets)

@@ -22,12 +22,15 @@ text is refused too.
 
 from __future__ import annotations
 
+import bisect
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Marker", "Marking", "mark", "mark_messages", "split_marked", "has_markers", "strip_markers", "MARKS"]
+__all__ = ["Marker", "Marking", "mark", "mark_messages", "split_marked", "has_markers", "strip_markers", "unescape_markers",
+           "MARKS"]
 
 START = "\U000f0000"
 END = "\U000f0001"
@@ -146,6 +149,40 @@ def _mark_text(value: str, marker: Marker) -> str:
                 value = value[:lead] + JOINT + value[lead:]
                 break
     return value
+
+
+# How the markers read once a template prints a container (``str`` of a list of parts uses
+# repr) or calls ``tojson(ensure_ascii=True)``: escapes, which must count as the markers.
+_ESCAPES = {
+    **{f"\\U{ord(mark):08x}": mark for mark in MARKS},
+    **{json.dumps(mark)[1:-1]: mark for mark in MARKS},
+}
+_ESCAPED = re.compile("|".join(map(re.escape, _ESCAPES)))
+
+
+def unescape_markers(text: str, spans: list[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with escaped markers turned back into markers, and ``spans`` moved to match."""
+    if "\\U000f000" not in text and "\\udb80\\udc0" not in text:
+        return text, spans
+    pieces: list[str] = []
+    ends: list[int] = []  # where each escape ends in ``text``
+    removed: list[int] = []  # characters removed up to and including that escape
+    last = 0
+    for match in _ESCAPED.finditer(text):
+        pieces.append(text[last : match.start()])
+        pieces.append(_ESCAPES[match.group()])
+        ends.append(match.end())
+        removed.append((removed[-1] if removed else 0) + len(match.group()) - 1)
+        last = match.end()
+    if not ends:
+        return text, spans
+    pieces.append(text[last:])
+
+    def moved(position: int) -> int:
+        done = bisect.bisect_right(ends, position)
+        return position - (removed[done - 1] if done else 0)
+
+    return "".join(pieces), [(moved(start), moved(end)) for start, end in spans]
 
 
 def has_markers(text: str) -> bool:

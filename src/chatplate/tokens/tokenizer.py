@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptSourceError, SourceError
+from ..errors import CorruptSourceError, InputError, SourceError
 from .classes import GENERIC, NAMED_SPECIAL_TOKENS, build_backend, token_content
 
 if TYPE_CHECKING:
@@ -137,6 +138,37 @@ class ChatTokenizer:
     def pad_id(self) -> int | None:
         return self.token_id(self.pad_token)
 
+    # -- text ------------------------------------------------------------------------------
+
+    def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        """Turn token ids back into text, as transformers' ``tokenizer.decode(ids,
+        skip_special_tokens=...)`` does for this tokenizer.
+
+        ``ids`` is one sequence: a list or tuple of ints, or a 1-D numpy array or torch tensor.
+        ``skip_special_tokens`` leaves out special tokens (BOS, EOS, ``<|im_end|>``...). As in
+        transformers, ``clean_up_tokenization_spaces`` from ``tokenizer_config.json`` applies,
+        except to BPE tokenizers (unless the config forces it there too).
+
+            tok = ChatTokenizer.from_model_dir("model-dir")
+            tok.decode(tok.backend.encode("Hello", add_special_tokens=False).ids)
+            'Hello'
+        """
+        if not isinstance(skip_special_tokens, bool):
+            raise InputError(f"decode: skip_special_tokens must be True or False, got {type(skip_special_tokens).__name__}")
+        token_ids = _token_ids(ids)
+        # tokenizers' own default is to skip special tokens; transformers' is not to.
+        text = self.backend.decode(token_ids, skip_special_tokens=skip_special_tokens)
+        return _clean_up_tokenization(text) if self._cleans_up_spaces else text
+
+    @cached_property
+    def _cleans_up_spaces(self) -> bool:
+        # transformers 5 ignores the flag for BPE models: the clean-up eats real spaces there.
+        if not self.config.get("clean_up_tokenization_spaces"):
+            return False
+        return type(self.backend.model).__name__ != "BPE" or bool(
+            self.config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output")
+        )
+
     @cached_property
     def adds_bos(self) -> bool:
         """Whether the tokenizer's own post-processor starts a sequence with BOS."""
@@ -188,3 +220,55 @@ class ChatTokenizer:
                 if token in self.special_tokens or (token in template_text and not token.isspace())
             )
         return tokens
+
+
+_MAX_ID = 2**32 - 1  # the Rust side holds ids as u32
+
+
+def _token_ids(ids: Any) -> list[int]:
+    """One sequence of ids as a list of ints, from a list, tuple, numpy array or torch tensor."""
+    if not isinstance(ids, (list, tuple)) and hasattr(ids, "tolist") and not isinstance(ids, (str, bytes)):
+        ids = ids.tolist()  # numpy and torch, without importing either
+    if not isinstance(ids, (list, tuple)):
+        hint = "; for a single id pass [id]" if isinstance(ids, int) else ""
+        raise InputError(
+            f"decode: expected one sequence of token ids (a list or tuple of ints, or a 1-D numpy array or torch "
+            f"tensor), got {type(ids).__name__}{hint}"
+        )
+    out = list(ids)
+    for position, value in enumerate(out):
+        if type(value) is int:
+            continue
+        if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0):
+            raise InputError(
+                f"decode: item {position} is a {type(value).__name__}, not a token id; decode takes one sequence, "
+                "so decode a batch row by row: [t.decode(row) for row in batch]"
+            )
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            out[position] = operator.index(value)  # numpy and torch integer scalars
+        except TypeError:
+            raise InputError(
+                f"decode: token ids must be ints; item {position} is {type(value).__name__} {value!r:.40}"
+            ) from None
+    if out and (min(out) < 0 or max(out) > _MAX_ID):
+        bad = next(value for value in out if value < 0 or value > _MAX_ID)
+        raise InputError(f"decode: {bad} at position {out.index(bad)} is not a token id (ids are 0 to {_MAX_ID})")
+    return out
+
+
+def _clean_up_tokenization(text: str) -> str:
+    """transformers' ``clean_up_tokenization``: drop the space tokenizers left before punctuation."""
+    return (
+        text.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+    )

@@ -2,7 +2,7 @@
 
 from .formats import FORMATS, Example, detect_format, to_example
 from .masks import MaskOptions, labels_from, token_mask
-from .pipeline import REASONS, PrepareSummary, RejectedRowsWarning, prepare, prepare_dataset
+from .pipeline import REASONS, PrepareSummary, prepare, prepare_dataset
 
 __all__ = [
     "FORMATS",
@@ -10,7 +10,6 @@ __all__ = [
     "Example",
     "MaskOptions",
     "PrepareSummary",
-    "RejectedRowsWarning",
     "detect_format",
     "labels_from",
     "prepare",

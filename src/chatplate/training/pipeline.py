@@ -9,9 +9,13 @@ counts every row read as written or rejected.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import os
+import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ChatplateError, InputError, MaskError, MissingDependencyError, TemplateError, TruncationError
-from ..errors import RecordError
+from ..errors import Fix, RecordError, RejectedRowsWarning, SingleProcessWarning
 from ..template import _render_kwargs
 from .formats import to_example
 from .masks import MaskOptions
@@ -30,7 +34,7 @@ from .records import BadRow, Chunk, input_kind, plan_chunks, read_chunk
 if TYPE_CHECKING:
     from ..template import ChatTemplate
 
-__all__ = ["PrepareSummary", "RejectedRowsWarning", "prepare", "prepare_dataset", "REASONS"]
+__all__ = ["PrepareSummary", "prepare", "prepare_dataset", "REASONS"]
 
 REASONS = ("bad_json", "unknown_format", "bad_record", "bad_role", "template_error", "mask_error", "too_long",
            "no_trained_tokens")
@@ -76,13 +80,11 @@ class PrepareSummary:
         return sum(self.rejected.values())
 
     def __str__(self) -> str:
-        rate = self.tokens / self.seconds if self.seconds else 0.0
         lines = [
             f"rows read {self.rows_read:,}, written {self.rows_written:,}, rejected {self.rows_rejected:,}",
             f"tokens {self.tokens:,}, trained {self.trained_tokens:,} "
             f"({self.trained_tokens / self.tokens:.1%} of tokens)" if self.tokens else "tokens 0",
-            f"{self.seconds:.1f} s: {self.rows_read / self.seconds if self.seconds else 0:,.0f} rows/s, "
-            f"{rate / 1e6:.2f} M tokens/s",
+            f"{self.seconds:.1f} s: {rate(self.rows_read, self.seconds, 'rows')}, {rate(self.tokens, self.seconds, 'tokens')}",
             f"output: {self.output}",
         ]
         if self.rejected:
@@ -91,8 +93,14 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-class RejectedRowsWarning(UserWarning):
-    """:func:`prepare_dataset` left rows out (the message counts them by reason)."""
+def rate(count: int, seconds: float, unit: str) -> str:
+    """``count`` per second with a prefix that keeps three significant digits in view:
+    ``rate(5_340_000, 7.4, "tokens")`` is ``'722 k tokens/s'``."""
+    per_second = count / seconds if seconds > 0 else 0.0
+    for scale, prefix in ((1e9, "G "), (1e6, "M "), (1e3, "k ")):
+        if per_second >= scale * 0.9995:  # 999,950 reads as 1 M, not 1e+03 k
+            return f"{per_second / scale:.3g} {prefix}{unit}/s"
+    return f"{per_second:.3g} {unit}/s"
 
 
 # -- one chunk, in a worker ------------------------------------------------------------------------
@@ -115,8 +123,13 @@ def _run_chunk(chunk: Chunk, settings: _Settings) -> _ChunkResult:
     return encode_chunk(_worker_template, chunk, settings)
 
 
-def _error(row: int, reason: str, message: str, record: Any) -> dict[str, Any]:
-    return {"row": row, "reason": reason, "error": message, "record": record}
+def _error(row: int, line: int | None, reason: str, message: str, record: Any) -> dict[str, Any]:
+    """An errors-file entry: ``row`` counts records from 0; ``line`` (JSONL only) is 1-based."""
+    entry: dict[str, Any] = {"row": row}
+    if line is not None:
+        entry["line"] = line
+    entry.update(reason=reason, error=message, record=record)
+    return entry
 
 
 def _reason(exc: ChatplateError) -> str:
@@ -132,8 +145,8 @@ def _reason(exc: ChatplateError) -> str:
 
 def encode_chunk(template: ChatTemplate, chunk: Chunk, settings: _Settings) -> _ChunkResult:
     """Read, validate and encode one chunk; rejected rows are returned, never dropped."""
-    records = read_chunk(chunk)
-    columns, errors = encode_records(template, records, chunk.start_row, settings)
+    records, lines = read_chunk(chunk)
+    columns, errors = encode_records(template, records, chunk.start_row, settings, lines)
     if settings.jsonl:
         batch: Any = "".join(
             json.dumps(dict(zip(COLUMNS, values)), separators=(",", ":")) + "\n"
@@ -146,46 +159,47 @@ def encode_chunk(template: ChatTemplate, chunk: Chunk, settings: _Settings) -> _
 
 
 def encode_records(
-    template: ChatTemplate, records: list[Any], start_row: int, settings: _Settings
+    template: ChatTemplate, records: list[Any], start_row: int, settings: _Settings, lines: list[int] | None = None
 ) -> tuple[Columns, list[dict[str, Any]]]:
-    """Validate and encode records (rows ``start_row``...): the output columns of the rows that
-    pass, and an error entry (row, reason, message, record) for each row that does not."""
+    """Validate and encode records (rows ``start_row``..., at ``lines`` of a JSONL file): the
+    output columns of the rows that pass, and an error entry (row, line, reason, message, record)
+    for each row that does not."""
     from ..tokens.encoder import _cut, _label, encode_examples
 
     errors: list[dict[str, Any]] = []
-    examples: list[tuple[int, Any, tuple[Any, dict[str, Any]]]] = []
+    examples: list[tuple[int, int | None, Any, tuple[Any, dict[str, Any]]]] = []
     for offset, record in enumerate(records):
-        row = start_row + offset
+        row, line = start_row + offset, lines[offset] if lines is not None else None
         if isinstance(record, BadRow):
-            errors.append(_error(row, "bad_json", record.message, None))
+            errors.append(_error(row, line, "bad_json", record.message, record.text))
             continue
         try:
             example = to_example(record, settings.format)
         except RecordError as exc:
-            errors.append(_error(row, _reason(exc), str(exc), record))
+            errors.append(_error(row, line, _reason(exc), str(exc), record))
             continue
         kwargs = _render_kwargs(example.tools, None, False, False, None, {})
-        examples.append((row, record, (example.messages, kwargs)))
+        examples.append((row, line, record, (example.messages, kwargs)))
     tokenizer = template.tokenizer
     turns = settings.max_length if settings.truncation == "turns" else None
-    encoded = encode_examples(template, tokenizer, [item for _, _, item in examples],
+    encoded = encode_examples(template, tokenizer, [item for *_, item in examples],
                               sanitize_control_tokens=settings.sanitize_control_tokens, masks=settings.masks,
                               turns_max_length=turns)
     columns: Columns = {name: [] for name in COLUMNS}
-    for (row, record, _), enc in zip(examples, encoded):
+    for (row, line, record, _), enc in zip(examples, encoded):
         if isinstance(enc, ChatplateError):
-            errors.append(_error(row, _reason(enc), str(enc), record))
+            errors.append(_error(row, line, _reason(enc), str(enc), record))
             continue
         if settings.max_length is not None and len(enc.input_ids) > settings.max_length:
             if settings.truncation == "drop":
-                errors.append(_error(row, "too_long", f"{len(enc.input_ids)} tokens > max_length={settings.max_length}", record))
+                errors.append(_error(row, line, "too_long", f"{len(enc.input_ids)} tokens > max_length={settings.max_length}", record))
                 continue
             _cut(enc, settings.max_length, tokenizer.truncation_side)
             _label([enc])
         assert enc.assistant_mask is not None and enc.labels is not None
         n_trained = sum(enc.assistant_mask)
         if not n_trained:
-            errors.append(_error(row, "no_trained_tokens", "no token of this conversation is trained (no assistant "
+            errors.append(_error(row, line, "no_trained_tokens", "no token of this conversation is trained (no assistant "
                                  "turn, or all of it truncated away)", record))
             continue
         columns["input_ids"].append(enc.input_ids)
@@ -200,7 +214,65 @@ def encode_records(
 # -- engines: an ordered map of encode_chunk over the plan -------------------------------------------
 
 
+def unguarded_main_call(start_method: str) -> str | None:
+    """The script whose top-level code makes this call outside ``if __name__ == "__main__":``,
+    when worker processes started with ``start_method`` would run that code again; else ``None``.
+
+    ``spawn`` and ``forkserver`` children import the main module to find their functions. A call
+    at its top level would then start workers from workers, which multiprocessing refuses while
+    the child is still starting: the pool breaks (or, seen on some systems, hangs).
+    """
+    if start_method == "fork":
+        return None
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or not path.endswith(".py"):
+        return None  # interactive, python -c, notebooks: nothing is re-run
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.endswith(".__main__"):
+        return None  # python -m package: multiprocessing does not re-run a package's __main__
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            if node.body[0].lineno <= line <= (node.body[-1].end_lineno or line):
+                return None
+    return path
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+    )
+
+
+def _single_process_warning(script: str, stacklevel: int) -> None:
+    warnings.warn(
+        f"running in one process: {script} calls chatplate at its top level, and worker processes would run "
+        'that code again. To use all cores, put the call under if __name__ == "__main__": (see the README)',
+        SingleProcessWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def _local(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int) -> Iterator[_ChunkResult]:
+    if workers > 1:
+        script = unguarded_main_call("spawn")
+        if script is not None:
+            _single_process_warning(script, stacklevel=3)  # _local runs inside prepare's loop
+            workers = 1
     if workers <= 1:
         _init_worker(template, single_threaded=False)
         for chunk in plan:
@@ -223,8 +295,10 @@ def _local(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, w
                 yield future.result()
     except BrokenProcessPool as exc:
         raise ChatplateError(
-            "a worker process died (out of memory, or killed); nothing after the rows already written was "
-            "processed: run again with fewer --workers or a smaller chunk size"
+            "a worker process died (out of memory, killed, or it failed to start: a script that calls prepare "
+            'must do so under if __name__ == "__main__":); nothing after the rows already written was processed: '
+            "run again with fewer {fix}",
+            fix=Fix("workers", "--workers"),
         ) from exc
 
 
@@ -242,7 +316,10 @@ class _RayChunkEncoder:
         return {"result": results}
 
 
-def _ray(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int, address: str | None) -> Iterator[_ChunkResult]:
+def _ray(
+    template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int, address: str | None, quiet: bool
+) -> Iterator[_ChunkResult]:
+    import logging
     import pickle
 
     try:
@@ -251,12 +328,26 @@ def _ray(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, wor
     except ImportError as exc:
         raise MissingDependencyError("--engine ray needs Ray: pip install 'chatplate[ray]'", extra="ray", package="ray") from exc
     started = False
+    # Ray Data logs its progress to the console through its own handlers (and a file, kept).
+    consoles = [
+        handler for name in ("ray", "ray.data") for handler in logging.getLogger(name).handlers
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
+    levels = [handler.level for handler in consoles]
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        if quiet:
+            kwargs["logging_level"] = logging.ERROR
         ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False, **kwargs)
         started = True
+    context = ray.data.DataContext.get_current()
+    progress_bars = context.enable_progress_bars
+    if quiet:
+        for handler in consoles:
+            handler.setLevel(logging.ERROR)
+        context.enable_progress_bars = False
     try:
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        context.execution_options.preserve_order = True
         # Chunks are descriptions (paths and ranges), so the driver holds no rows; JSON arrays,
         # read whole by the planner, carry theirs.
         dataset = ray.data.from_items([{"chunk": pickle.dumps(chunk)} for chunk in plan])
@@ -264,14 +355,31 @@ def _ray(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, wor
             _RayChunkEncoder,
             fn_constructor_args=(template, settings),
             batch_size=1,
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
         for row in encoded.iter_rows():
             yield pickle.loads(row["result"])
     finally:
+        for handler, handler_level in zip(consoles, levels):
+            handler.setLevel(handler_level)
+        context.enable_progress_bars = progress_bars
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _datasets_quiet() -> Iterator[None]:
+    """No ``datasets`` progress bars (reading and saving dataset directories) while it runs."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -298,6 +406,7 @@ def prepare(
     train_last_turn_only: bool = False,
     sanitize_control_tokens: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    quiet: bool = False,
 ) -> PrepareSummary:
     """Turn a dataset of conversations into ``input_ids``, ``attention_mask``, ``labels``,
     ``n_tokens`` and ``n_trained`` columns.
@@ -309,7 +418,12 @@ def prepare(
     ``"turns"`` drops their oldest turns. Rejected rows go to ``errors`` (default
     ``OUTPUT.errors.jsonl``) with row number and reason; ``on_error="fail"`` stops at the first.
     ``workers`` processes (default: all cores) or ``engine="ray"`` (``ray_address`` for an
-    existing cluster). ``progress(rows, tokens)`` is called after each chunk.
+    existing cluster). ``progress(rows, tokens)`` is called after each chunk; ``quiet`` silences
+    the progress bars and logs of Ray and ``datasets``.
+
+    Worker processes are started with ``spawn``: in a script, call ``prepare`` under
+    ``if __name__ == "__main__":`` (otherwise it runs in one process, with a
+    :class:`~chatplate.SingleProcessWarning`).
 
         summary = prepare("chats.jsonl", "train.parquet", chatplate.load("Qwen/Qwen2.5-0.5B-Instruct"))
         print(summary)
@@ -337,42 +451,50 @@ def prepare(
         sanitize_control_tokens=sanitize_control_tokens,
     )
     template.tokenizer  # noqa: B018 - fail here, before any worker starts, if there is none
-    plan = plan_chunks(input, input_kind(input, input_format), chunk_rows)
+    in_kind = input_kind(input, input_format)
+    plan = plan_chunks(input, in_kind, chunk_rows)
     errors_path = Path(errors) if errors is not None else Path(f"{output}.errors.jsonl")
     summary = PrepareSummary(output=str(output), errors_path=str(errors_path))
     started = time.perf_counter()
-    results = _ray(template, plan, settings, workers, ray_address) if engine == "ray" else _local(template, plan, settings, workers)
-    writer = open_writer(output, out_kind)
-    errors_file = None
-    try:
-        for result in results:
-            if result.errors and on_error == "fail":
-                first = result.errors[0]
-                raise RecordError(
-                    f"row {first['row']}: {first['error']} (reason: {first['reason']}); stopped because "
-                    "on_error='fail'", reason=first["reason"], row=first["row"],
-                )
-            writer.write(result.batch)
-            if result.errors:
-                if errors_file is None:
-                    errors_file = errors_path.open("w", encoding="utf-8")
-                for entry in result.errors:
-                    errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-                summary.rejected.update(entry["reason"] for entry in result.errors)
-            summary.rows_read += result.rows
-            summary.rows_written += result.written
-            summary.tokens += result.tokens
-            summary.trained_tokens += result.trained
-            if progress is not None:
-                progress(summary.rows_read, summary.tokens)
-    finally:
-        writer.close()
-        if errors_file is not None:
-            errors_file.close()
-    if errors_file is None:
-        summary.errors_path = None
-        if errors_path.exists() and errors is None:
-            errors_path.unlink()  # a stale file from an earlier run would mislead
+    silenced = _datasets_quiet() if quiet and "hf" in (in_kind, out_kind) else contextlib.nullcontext()
+    with silenced:
+        results = (
+            _ray(template, plan, settings, workers, ray_address, quiet) if engine == "ray"
+            else _local(template, plan, settings, workers)
+        )
+        writer = open_writer(output, out_kind)
+        errors_file = None
+        try:
+            for result in results:
+                if result.errors and on_error == "fail":
+                    first = result.errors[0]
+                    where = f"line {first['line']} (row {first['row']})" if "line" in first else f"row {first['row']}"
+                    raise RecordError(
+                        f"{input}: {where}: {first['error']} (reason: {first['reason']}); stopped there "
+                        "({fix})", reason=first["reason"], row=first["row"], line=first.get("line"),
+                        fix=Fix("on_error='fail'", "--on-error fail"),
+                    )
+                writer.write(result.batch)
+                if result.errors:
+                    if errors_file is None:
+                        errors_file = errors_path.open("w", encoding="utf-8")
+                    for entry in result.errors:
+                        errors_file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+                    summary.rejected.update(entry["reason"] for entry in result.errors)
+                summary.rows_read += result.rows
+                summary.rows_written += result.written
+                summary.tokens += result.tokens
+                summary.trained_tokens += result.trained
+                if progress is not None:
+                    progress(summary.rows_read, summary.tokens)
+        finally:
+            writer.close()
+            if errors_file is not None:
+                errors_file.close()
+        if errors_file is None:
+            summary.errors_path = None
+            if errors_path.exists() and errors is None:
+                errors_path.unlink()  # a stale file from an earlier run would mislead
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -407,6 +529,13 @@ def prepare_dataset(
         masks=MaskOptions.from_arguments(train_roles, train_end_of_turn, train_last_turn_only, None), jsonl=False,
     )
     template.tokenizer  # noqa: B018 - fail before mapping if there is none
+    if num_proc is not None and num_proc > 1:
+        import multiprocess  # datasets' own pool, with its default start method
+
+        script = unguarded_main_call(multiprocess.get_start_method())
+        if script is not None:
+            _single_process_warning(script, stacklevel=2)
+            num_proc = None
     names = list(dataset.column_names)
 
     def encode(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
@@ -439,8 +568,6 @@ def prepare_dataset(
                 for entry in failures:
                     handle.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
         reasons = Counter(entry["reason"] for entry in failures)
-        import warnings
-
         warnings.warn(
             f"{len(failures)} of {len(mapped)} rows left out ("
             + ", ".join(f"{reason} {count}" for reason, count in reasons.most_common())

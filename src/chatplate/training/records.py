@@ -34,15 +34,19 @@ class Chunk:
     byte_end: int = 0
     row_group: int = -1
     records: tuple[Any, ...] | None = field(default=None, compare=False)
+    # JSONL: the 1-based line number at byte_start, so errors can point at lines.
+    first_line: int = 1
 
 
 class BadRow:
-    """A row that could not even be read (invalid JSON): kept in order, reported, never dropped."""
+    """A row that could not even be read (invalid JSON): kept in order with its raw text,
+    reported, never dropped."""
 
-    __slots__ = ("message",)
+    __slots__ = ("message", "text")
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, text: str) -> None:
         self.message = message
+        self.text = text
 
 
 def input_kind(path: str | os.PathLike[str], kind: str | None = None) -> str:
@@ -81,18 +85,19 @@ def plan_chunks(path: str | os.PathLike[str], kind: str, chunk_rows: int) -> Ite
 def _plan_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     row = start_row = 0
     start = position = 0
+    first_line = 1
     with path.open("rb") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, 1):
             position += len(line)
             if line.strip():
                 row += 1
                 if row - start_row == chunk_rows:
-                    yield Chunk("jsonl", str(path), start_row, row - start_row, start, position)
-                    start_row, start = row, position
+                    yield Chunk("jsonl", str(path), start_row, row - start_row, start, position, first_line=first_line)
+                    start_row, start, first_line = row, position, number + 1
             elif row == start_row:
-                start = position
+                start, first_line = position, number + 1
     if row > start_row:
-        yield Chunk("jsonl", str(path), start_row, row - start_row, start, position)
+        yield Chunk("jsonl", str(path), start_row, row - start_row, start, position, first_line=first_line)
 
 
 def _plan_json(path: Path, chunk_rows: int) -> Iterator[Chunk]:
@@ -156,27 +161,40 @@ def _plan_hf(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         yield Chunk("hf", str(path), start, min(chunk_rows, total - start))
 
 
-def read_chunk(chunk: Chunk) -> list[Any]:
-    """The chunk's records, in order (a :class:`BadRow` where a row cannot be read)."""
+def read_chunk(chunk: Chunk) -> tuple[list[Any], list[int] | None]:
+    """The chunk's records, in order (a :class:`BadRow` where a row cannot be read), and for
+    JSONL the 1-based line number of each."""
     if chunk.records is not None:
-        return list(chunk.records)
+        return list(chunk.records), None
     if chunk.kind == "jsonl":
         with open(chunk.path, "rb") as handle:
             handle.seek(chunk.byte_start)
             raw = handle.read(chunk.byte_end - chunk.byte_start)
         records: list[Any] = []
-        for line in raw.splitlines():
+        lines: list[int] = []
+        # Split on b"\n" only, as the planner counts lines (splitlines would also split on \r, \x1c...).
+        for number, line in enumerate(raw.split(b"\n"), chunk.first_line):
             if not line.strip():
                 continue
+            lines.append(number)
             try:
                 records.append(json.loads(line))
             except (ValueError, RecursionError) as exc:
-                records.append(BadRow(f"not valid JSON: {exc}"))
-        return records
+                text = line.decode("utf-8", errors="replace").rstrip("\r")
+                records.append(BadRow(f"not valid JSON: {_json_problem(exc)}", text))
+        return records, lines
     if chunk.kind == "parquet":
         table = _pyarrow_parquet().ParquetFile(chunk.path).read_row_group(chunk.row_group)
-        return table.to_pylist()
+        return table.to_pylist(), None
     if chunk.kind == "hf":
         part = _load_hf(Path(chunk.path)).select(range(chunk.start_row, chunk.start_row + chunk.rows))
-        return part.to_list()
+        return part.to_list(), None
     raise InputError(f"unknown chunk kind {chunk.kind!r}")
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"  # json's own "line 1" is the line within the line
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)
