@@ -12,8 +12,12 @@ import pytest
 gguf = pytest.importorskip("gguf")
 np = pytest.importorskip("numpy")
 
-from chatplate.errors import CorruptSourceError, MissingDependencyError, TemplateNotFoundError  # noqa: E402
 from chatplate import DefaultTemplateWarning, load  # noqa: E402
+from chatplate.errors import (  # noqa: E402
+    CorruptSourceError,
+    MissingDependencyError,
+    TemplateNotFoundError,
+)
 from chatplate.sources.gguf import read_gguf, read_gguf_metadata  # noqa: E402
 
 DEFAULT = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}"

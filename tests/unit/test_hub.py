@@ -10,8 +10,8 @@ import pytest
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
-from chatplate.errors import MissingDependencyError, SourceError, TemplateNotFoundError  # noqa: E402
 from chatplate import DefaultTemplateWarning, load  # noqa: E402
+from chatplate.errors import MissingDependencyError, SourceError, TemplateNotFoundError  # noqa: E402
 from chatplate.sources import hub as hub_source  # noqa: E402
 from chatplate.sources.hub import HUB_FILES, hub_cache_dir, hub_offline  # noqa: E402
 

@@ -281,3 +281,19 @@ def test_prepare_dataset_in_an_unguarded_script_with_spawn(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "8"
     assert "SingleProcessWarning" in done.stderr
+
+
+def test_a_small_input_is_prepared_without_starting_workers(tmp_path: Path, chatml: chatplate.ChatTemplate,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatplate.training import pipeline
+
+    def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a worker pool was started for a small input")
+
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD * 10)
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", no_pool)
+    # Four chunks for two workers: starting them would cost more than the work.
+    summary = chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=2, chunk_rows=15)
+    assert summary.rows_written == len(GOOD) * 10
+    with pytest.raises(AssertionError, match="worker pool"):
+        chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=2, chunk_rows=10)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import chatplate
+from chatplate import DefaultTemplateWarning
 from chatplate.errors import (
     CorruptSourceError,
     InputError,
@@ -18,9 +19,12 @@ from chatplate.errors import (
     TemplateNotFoundError,
     UnknownBuiltinError,
 )
-from chatplate import DefaultTemplateWarning
 from chatplate.sources import load, save_templates
-from chatplate.sources.model_dir import parse_chat_template, read_model_dir, special_tokens_from_config
+from chatplate.sources.model_dir import (
+    parse_chat_template,
+    read_model_dir,
+    special_tokens_from_config,
+)
 from chatplate.template import ChatTemplate
 
 ECHO = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"

@@ -127,7 +127,7 @@ def _load(source: SourceLike, name: str | None, revision: str | None, fallback: 
         )
 
     if not source.strip():
-        raise InputError("load(source): the source is an empty string")
+        raise InputError("{fix}: the source is an empty string", fix=Fix("load(source)", "--template/--model"))
     if _looks_like_jinja(source):
         _no_revision(revision, "a template string")
         return _build(Found(templates={"default": source}, origin="template string"), name)
@@ -218,7 +218,10 @@ def _looks_like_jinja(text: str) -> bool:
 
 def _no_revision(revision: str | None, what: str) -> None:
     if revision is not None:
-        raise InputError(f"load(revision={revision!r}): a revision only applies to hub ids (org/name), not to {what}")
+        raise InputError(
+            f"{{fix}}: a revision only applies to hub ids (org/name), not to {what}",
+            fix=Fix(f"load(revision={revision!r})", f"--revision {revision}"),
+        )
 
 
 def _missing_path(path: Path) -> TemplateNotFoundError:

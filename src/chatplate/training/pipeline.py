@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -39,6 +40,8 @@ __all__ = ["PrepareSummary", "prepare", "prepare_dataset", "REASONS"]
 REASONS = ("bad_json", "unknown_format", "bad_record", "bad_role", "template_error", "mask_error", "too_long",
            "no_trained_tokens")
 TRUNCATIONS = ("drop", "tokens", "turns")
+# Below this much JSONL in at most two chunks per worker, worker processes cost more than they save.
+SMALL_INPUT_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,12 @@ def _single_process_warning(script: str, stacklevel: int) -> None:
 
 
 def _local(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int) -> Iterator[_ChunkResult]:
+    # Starting a worker (a fresh interpreter loading the tokenizer) costs one to two seconds, the
+    # time this process needs for about 1,000 typical rows: a small input is done here instead.
+    ahead = list(itertools.islice(plan, 2 * workers + 1))
+    plan = itertools.chain(ahead, plan)
+    if len(ahead) <= 2 * workers and sum(chunk.byte_end - chunk.byte_start for chunk in ahead) < SMALL_INPUT_BYTES:
+        workers = 1
     if workers > 1:
         script = unguarded_main_call("spawn")
         if script is not None:
