@@ -12,7 +12,6 @@ import typer
 from typer.core import TyperCommand
 
 from ..sources.registry import DEFAULT_BUILTIN, list_builtins
-from ..template import ChatTemplate
 from .inputs import Request, load_template, parse_limits, parse_now, parse_variables, read_request
 
 FileArg = Annotated[
