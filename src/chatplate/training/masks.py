@@ -16,7 +16,6 @@ characters overlap a span, so a token straddling a span edge is trained.
 from __future__ import annotations
 
 import bisect
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,7 +136,7 @@ def _derived_turns(
                 "does not render the conversation up to it; use a template with {% generation %} blocks",
                 index=index,
             )
-        start = len(os.path.commonprefix([prefix, turn]))
+        start = common_prefix(prefix, turn)
         content = _last_text(message.get("content"))
         if marker is not None and content:
             content = mark(content, marker.for_role(role))  # as the data reaches the rendered text
@@ -187,7 +186,7 @@ def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
     token it falls in (``<|end|>`` and ``<|endoftext|>`` share ``<|``). When the turn rendered
     last closes with one marker and ``text`` closes it with another (``<|return|>`` and
     ``<|end|>``), the one in ``text`` is the turn's."""
-    end = start + len(os.path.commonprefix([turn[start:], text[start:]]))
+    end = common_prefix(turn, text, start)
     for source in (turn, text):
         for match in _control_matches(source, eot, max(start, end - 64), min(len(source), end + 64)):
             if match.start() < end < match.end():
@@ -202,6 +201,27 @@ def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
 
 
 _SPACE = re.compile(r"\s*")
+
+
+def common_prefix(a: str, b: str, start: int = 0) -> int:
+    """Where ``a`` and ``b``, equal up to ``start``, first differ (their common length if they
+    do not): a bisection over slice comparisons, which run in C, where ``os.path.commonprefix``
+    walks characters in Python.
+
+    >>> common_prefix("<s>hello there", "<s>hello world", 3)
+    9
+    """
+    size = min(len(a), len(b))
+    if a[start:size] == b[start:size]:
+        return size
+    low, high = start, size  # a[:low] == b[:low]; a[:high] != b[:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _marker_after(text: str, position: int, eot: Marker) -> re.Match[str] | None:
