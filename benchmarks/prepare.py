@@ -2,11 +2,15 @@
 transformers, one run, same machine, same cores.
 
     python benchmarks/prepare.py [--conversations 20000] [--workers 2] [--memory-rows 200000]
+                                 [--vocab mistral|llama3] [--no-generation-blocks]
 
 Measured on the same synthetic SFT conversations (multi-turn, 100-1500 words each) and the same
-real tokenizer (Mistral-7B-Instruct-v0.1's SentencePiece model from mistral-common, converted by
-transformers) with a Mistral template that marks the assistant's turns with
-``{% generation %}`` (transformers produces masks only then):
+tokenizer: ``mistral`` is Mistral-7B-Instruct-v0.1's real SentencePiece model (from
+mistral-common, converted by transformers) with its template; ``llama3`` a byte-level BPE with
+Llama 3's pre-tokenizer and special tokens, with the Llama 3 template. By default the template
+marks the assistant's turns with ``{% generation %}`` (transformers produces masks only then);
+with ``--no-generation-blocks`` it does not, chatplate derives the masks, and transformers'
+paths below make none (so they do less work than chatplate):
 
 (a) transformers ``apply_chat_template(..., tokenize=True, return_assistant_tokens_mask=True)``,
     one conversation at a time;
@@ -48,10 +52,32 @@ TRAINING_TEMPLATE = tokenizer_fixtures.MISTRAL_V1_TEMPLATE.replace(
 )
 
 
-def model_dir(root: Path) -> Path:
-    target = root / "mistral-training"
-    shutil.copytree(tokenizer_fixtures.mistral_v1_dir(), target)
-    (target / "chat_template.jinja").write_text(TRAINING_TEMPLATE, encoding="utf-8")
+# Llama 3's template (the fixture's), with the assistant's output in a generation block.
+LLAMA3_TRAINING_TEMPLATE = """{{- bos_token }}
+{%- for message in messages %}
+    {%- if message['role'] == 'assistant' %}
+        {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+        {%- generation %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endgeneration %}
+    {%- else %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+"""
+
+VOCABS = {
+    "mistral": (tokenizer_fixtures.mistral_v1_dir, TRAINING_TEMPLATE, tokenizer_fixtures.MISTRAL_V1_TEMPLATE),
+    "llama3": (tokenizer_fixtures.llama3_bpe_dir, LLAMA3_TRAINING_TEMPLATE, tokenizer_fixtures.LLAMA3_TEMPLATE),
+}
+
+
+def model_dir(root: Path, vocab: str = "mistral", generation: bool = True) -> Path:
+    source, with_blocks, plain = VOCABS[vocab]
+    target = root / f"{vocab}-training"
+    shutil.copytree(source(), target)
+    (target / "chat_template.jinja").write_text(with_blocks if generation else plain, encoding="utf-8")
     return target
 
 
@@ -88,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-rows", type=int, default=0, help="also compare peak memory with this many rows")
     parser.add_argument("--check", type=int, default=300, help="conversations whose masks are compared first")
+    parser.add_argument("--vocab", choices=sorted(VOCABS), default="mistral")
+    parser.add_argument("--no-generation-blocks", dest="generation", action="store_false",
+                        help="a template without {% generation %}: chatplate derives masks, transformers makes none")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -97,20 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     datasets.disable_progress_bars()
     root = Path(tempfile.mkdtemp(prefix="chatplate-bench-"))
     try:
-        directory = model_dir(root)
+        directory = model_dir(root, args.vocab, args.generation)
         conversations = synthetic_conversations(args.conversations)
         source = write_jsonl(root / "train.jsonl", conversations)
         hf = AutoTokenizer.from_pretrained(str(directory))
         template = chatplate.load(str(directory))
 
         def reference(conversation: Any) -> Any:
-            return hf.apply_chat_template(conversation, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+            return hf.apply_chat_template(conversation, tokenize=True, return_dict=True,
+                                          return_assistant_tokens_mask=args.generation)
 
         for conversation in conversations[: args.check]:
             ours = template.encode(conversation, return_assistant_mask=True)
             theirs = reference(conversation)
-            if ours.input_ids != theirs["input_ids"] or ours.assistant_mask != theirs["assistant_masks"]:
-                print("MASKS DIFFER", file=sys.stderr)
+            if ours.input_ids != theirs["input_ids"] or (args.generation and ours.assistant_mask != theirs["assistant_masks"]):
+                print("IDS OR MASKS DIFFER", file=sys.stderr)
                 return 1
 
         t_ours, summary = timed(lambda: chatplate.prepare(source, root / "train.parquet", template, workers=args.workers))
@@ -121,17 +151,21 @@ def main(argv: list[str] | None = None) -> int:
         t_row, _ = timed(lambda: [reference(c) for c in conversations])
 
         def batched(batch: dict[str, list[Any]]) -> dict[str, Any]:
-            out = hf.apply_chat_template(batch["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-            return {"input_ids": out["input_ids"], "assistant_masks": out["assistant_masks"]}
+            out = hf.apply_chat_template(batch["messages"], tokenize=True, return_dict=True,
+                                         return_assistant_tokens_mask=args.generation)
+            return {"input_ids": out["input_ids"], **({"assistant_masks": out["assistant_masks"]} if args.generation else {})}
 
         dataset = datasets.Dataset.from_list([{"messages": c} for c in conversations])
         t_map, _ = timed(lambda: dataset.map(batched, batched=True, num_proc=args.workers, remove_columns=["messages"]))
 
+        checked = "ids and masks" if args.generation else "ids (transformers makes no masks here)"
         print(f"{len(conversations):,} conversations, {tokens:,} tokens ({summary.trained_tokens:,} trained), "
-              f"{args.workers} workers; masks equal to transformers' on {args.check} conversations")
+              f"{args.workers} workers, {args.vocab} vocabulary ({template.tokenizer.engine}), "
+              f"{'with' if args.generation else 'without'} generation blocks; {checked} equal to transformers' "
+              f"on {args.check} conversations")
         rows = (
             ("chatplate prepare, JSONL -> Parquet with masks", t_ours),
-            ("(a) transformers apply_chat_template + masks, per row", t_row),
+            (f"(a) transformers apply_chat_template{' + masks' if args.generation else ''}, per row", t_row),
             (f"(b) the same via datasets.map(num_proc={args.workers}), batched", t_map),
             ("(c) limit: encode_batch_fast on pre-rendered text", t_limit),
         )

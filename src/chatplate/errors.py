@@ -26,6 +26,7 @@
     ChatplateWarning (UserWarning)
      ├── MissingBosWarning                a prompt lacks the BOS the tokenizer adds to other input
      ├── TokenizerClassWarning            transformers would build the tokenizer differently
+     ├── TokenizerBackendWarning          fastokens was asked for but cannot be used exactly
      ├── DefaultTemplateWarning           a source had no template and the fallback was used
      ├── UnusedVariableWarning            a keyword argument the template never reads
      ├── RejectedRowsWarning              prepare_dataset left rows out (counted by reason)
@@ -70,6 +71,7 @@ __all__ = [
     "ChatplateWarning",
     "MissingBosWarning",
     "TokenizerClassWarning",
+    "TokenizerBackendWarning",
     "DefaultTemplateWarning",
     "UnusedVariableWarning",
     "RejectedRowsWarning",
@@ -279,6 +281,11 @@ class MissingBosWarning(ChatplateWarning):
 class TokenizerClassWarning(ChatplateWarning):
     """transformers would build this tokenizer with a class whose pipeline chatplate does not
     reproduce; ``tokenizer.json`` is used as it is, so ids may differ from transformers'."""
+
+
+class TokenizerBackendWarning(ChatplateWarning):
+    """``fastokens`` was asked for, but this tokenizer is encoded with ``tokenizers``: its pipeline
+    is one the fast path does not reproduce, or the load-time check found a difference."""
 
 
 class DefaultTemplateWarning(ChatplateWarning):

@@ -74,7 +74,7 @@ def encode_texts(
     Rust threads; only prompts carrying marked control tokens are encoded piece by piece.
     ``spans`` (character spans per prompt, in the marked text) give each prompt its token mask.
     """
-    from ..training.masks import clean_positions, mask_from_encoding, token_mask
+    from ..training.masks import clean_positions, mask_from_encoding, mask_from_offsets, token_mask
 
     results: list[Any] = [None] * len(rendered)
     whole: list[int] = []
@@ -94,6 +94,16 @@ def encode_texts(
             wanted = spans[index] if spans is not None else None
             mask = token_mask(offsets, clean_positions(text, wanted)) if wanted is not None else None
             results[index] = (clean, ids, offsets if with_offsets else None, mask)
+    fast = tokenizer.fast if whole else None
+    if fast is not None:
+        quick = [index for index in whole if fast.accepts(rendered[index])]
+        encoded = fast.encode([rendered[index] for index in quick], with_offsets or spans is not None)
+        for index, (ids, starts, ends) in zip(quick, encoded):
+            wanted = spans[index] if spans is not None else None
+            mask = mask_from_offsets(starts, ends, wanted) if wanted is not None else None
+            offsets = list(zip(starts.tolist(), ends.tolist())) if with_offsets else None
+            results[index] = (rendered[index], ids, offsets, mask)
+        whole = [index for index in whole if results[index] is None]
     if whole:
         texts = [rendered[i] for i in whole]
         backend = tokenizer.backend

@@ -16,6 +16,8 @@ from .classes import GENERIC, NAMED_SPECIAL_TOKENS, build_backend, token_content
 if TYPE_CHECKING:
     import tokenizers
 
+    from .fast import FastEncoder
+
 __all__ = ["ChatTokenizer", "SENTENCEPIECE_ONLY_HINT"]
 
 SENTENCEPIECE_ONLY_HINT = (
@@ -129,6 +131,31 @@ class ChatTokenizer:
     @cached_property
     def bos_id(self) -> int | None:
         return self.token_id(self.bos_token)
+
+    # -- which engine encodes ---------------------------------------------------------------------
+
+    #: ``"auto"`` (``fastokens`` where it is exact for this tokenizer, else ``tokenizers``),
+    #: ``"fastokens"`` (the same, with a warning when it cannot be used) or ``"tokenizers"``.
+    #: Read on the first encode.
+    engine_choice: str = "auto"
+
+    @cached_property
+    def fast(self) -> FastEncoder | None:
+        """The exact fast path (``fastokens``), when the engine choice and this tokenizer allow."""
+        from .fast import fast_encoder
+
+        return fast_encoder(self.backend, self.engine_choice, self.tokenizer_class)
+
+    @property
+    def engine(self) -> str:
+        """Which library encodes: ``"fastokens"`` or ``"tokenizers"``."""
+        return "fastokens" if self.fast is not None else "tokenizers"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A fastokens tokenizer does not pickle: worker processes build (and check) their own.
+        state = dict(self.__dict__)
+        state.pop("fast", None)
+        return state
 
     @cached_property
     def eos_id(self) -> int | None:

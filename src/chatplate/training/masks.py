@@ -299,6 +299,23 @@ def token_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, in
     return mask
 
 
+def mask_from_offsets(starts: Any, ends: Any, spans: Sequence[tuple[int, int]]) -> list[int]:
+    """:func:`token_mask` for offsets held as two numpy arrays (non-decreasing, as a
+    tokenizer's are): each span is a slice found by binary search.
+
+    >>> import numpy as np
+    >>> mask_from_offsets(np.array([0, 3, 5, 9]), np.array([3, 5, 9, 10]), [(4, 9)])
+    [0, 1, 1, 0]
+    """
+    import numpy as np
+
+    mask = np.zeros(len(starts), np.int8)
+    for start, end in spans:
+        mask[np.searchsorted(ends, start, "right") : np.searchsorted(starts, end, "left")] = 1
+    mask[ends <= starts] = 0
+    return mask.tolist()
+
+
 def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, int]]) -> list[int]:
     """:func:`token_mask` for a ``tokenizers.Encoding`` of the unmarked text, read through its
     ``char_to_token`` at the span edges instead of every token's offsets."""

@@ -117,6 +117,7 @@ def _init_worker(template: ChatTemplate, single_threaded: bool) -> None:
         # One tokenizer thread per worker process: the processes already fill the cores.
         os.environ["RAYON_NUM_THREADS"] = "1"
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        os.environ["FASTOKENS_BPE_THREADS"] = "1"
     _worker_template = template
     template.tokenizer  # noqa: B018 - load it once, before the first chunk
 

@@ -1,0 +1,204 @@
+"""An exact fast path for byte-level BPE tokenizers, through ``fastokens``.
+
+``fastokens`` gives the same ids as ``tokenizers`` on byte-level BPE vocabularies (Llama 3,
+Qwen2, DeepSeek, GPT-2) tens of times faster, but no offsets. Offsets are rebuilt here: each
+token's length in bytes comes from a table (the byte-level alphabet spells every byte as one
+character), a cumulative sum gives byte positions, and a byte-to-character map turns them into
+the character offsets ``tokenizers`` reports (a token inside a multi-byte character gets that
+character, as there).
+
+Exactness is checked, not assumed: :func:`fast_encoder` builds the fast path only for pipelines
+it reproduces (byte-level pre-tokenizer, no normalizer or NFC, plain added tokens), then encodes
+a probe set with both engines and compares ids and offsets; any difference (or an error) keeps
+``tokenizers``, with a :class:`~chatplate.TokenizerBackendWarning` when ``fastokens`` was asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError, MissingDependencyError, TokenizerBackendWarning
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tokenizers
+
+__all__ = ["BACKENDS", "FastEncoder", "fast_encoder"]
+
+BACKENDS = ("auto", "fastokens", "tokenizers")
+
+# Text that stresses what the fast path rebuilds: whitespace runs, digits, unicode of every width
+# (combining marks, emoji joined by ZWJ, CJK), control tokens next to text, odd line ends.
+_PROBES = (
+    "Hello, world! How are you today?",
+    "  leading and trailing spaces   ",
+    "tabs\tand\nnewlines\r\nand\rreturns\n\n\n",
+    "numbers 1 12 123 1234 3.14159 1,000,000",
+    "Ünïcødé café naïve – “quotes” … ✓ 中文 日本語 한국어 Ελληνικά русский عربي",
+    "emoji 😀👍🏽👨‍👩‍👧 🇫🇷 and combining e\u0301 a\u0308",
+    "composed é ä ñ Å ﬁ ㎏ ①",
+    "code: def f(x):\n    return x ** 2  # comment\n",
+    "   \u3000\u00a0 odd spaces\u2028line separator",
+    "'s 't 're 've 'm 'll 'd SHOUT Mixed",
+    "a" * 300 + " " + "ab" * 150,
+)
+
+
+class FastEncoder:
+    """``fastokens`` for ids, a byte-length table for offsets."""
+
+    def __init__(self, fast: Any, lengths: np.ndarray, normalizes: bool) -> None:
+        self.fast = fast
+        self.lengths = lengths
+        # With an NFC normalizer, a text that is not already NFC would shift the offsets: such
+        # texts go to tokenizers.
+        self.normalizes = normalizes
+
+    def accepts(self, text: str) -> bool:
+        return not self.normalizes or unicodedata.is_normalized("NFC", text)
+
+    def encode(self, texts: Sequence[str], with_offsets: bool) -> list[tuple[list[int], np.ndarray | None, np.ndarray | None]]:
+        """``(ids, starts, ends)`` per text; ``starts``/``ends`` are character offsets (or
+        ``None`` without ``with_offsets``)."""
+        import numpy as np
+
+        flat, bounds = self.fast.encode_batch_flat(list(texts), add_special_tokens=False)
+        ids = np.frombuffer(flat, np.uint32)
+        cuts = np.frombuffer(bounds, np.uint64).astype(np.int64)
+        out: list[tuple[list[int], Any, Any]] = []
+        for index, text in enumerate(texts):
+            row = ids[cuts[index] : cuts[index + 1]]
+            if not with_offsets:
+                out.append((row.tolist(), None, None))
+                continue
+            ends = np.cumsum(self.lengths[row])
+            starts = ends - self.lengths[row]
+            if not text.isascii():
+                data = np.frombuffer(text.encode("utf-8"), np.uint8)
+                # The character each byte belongs to: count the bytes that start a character.
+                char_of = np.cumsum((data & 0xC0) != 0x80) - 1
+                char_of = np.append(char_of, len(text))  # the end of the text
+                empty = ends == starts
+                starts = char_of[starts]
+                ends = np.where(empty, starts, char_of[np.maximum(ends - 1, 0)] + 1)
+            out.append((row.tolist(), starts, ends))
+        return out
+
+
+def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> FastEncoder | None:
+    """The fast path for ``backend`` when ``choice`` allows it and it is exact, else ``None``.
+
+    ``choice`` is ``"auto"`` (use it when it is available and exact, quietly), ``"fastokens"``
+    (the same, but say why when it cannot be used) or ``"tokenizers"`` (never).
+    """
+    if choice not in BACKENDS:
+        raise InputError(f"tokenizer backend: expected one of {', '.join(BACKENDS)}, got {choice!r}")
+    if choice == "tokenizers":
+        return None
+    try:
+        import fastokens  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError as exc:
+        if choice == "fastokens":
+            raise MissingDependencyError(
+                "the fastokens backend needs fastokens and numpy: pip install 'chatplate[fast]'",
+                extra="fast", package=exc.name,
+            ) from exc
+        return None
+    spec = json.loads(backend.to_str())
+    reason = _unsupported(spec)
+    encoder = None
+    if reason is None:
+        try:
+            encoder = _build(spec, backend)
+            reason = _self_check(encoder, backend)
+        except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it does not support
+            reason = f"fastokens cannot load it ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    if reason is None:
+        return encoder
+    if choice == "fastokens":
+        warnings.warn(f"{origin}: using tokenizers, not fastokens: {reason}", TokenizerBackendWarning, stacklevel=4)
+    return None
+
+
+def _unsupported(spec: dict[str, Any]) -> str | None:
+    """Why the fast path cannot reproduce this pipeline's offsets, or ``None``."""
+    model = spec.get("model") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        return "only byte-level BPE vocabularies are supported"
+    if not _is_byte_level(spec.get("pre_tokenizer")) or (spec.get("decoder") or {}).get("type") != "ByteLevel":
+        return "the pre-tokenizer is not byte-level"
+    normalizer = spec.get("normalizer")
+    if normalizer is not None and normalizer.get("type") != "NFC":
+        return f"the normalizer ({normalizer.get('type')}) changes the text"
+    for token in spec.get("added_tokens") or []:
+        if token.get("lstrip") or token.get("rstrip") or token.get("single_word") or (
+            token.get("normalized") and not token.get("special") and normalizer is not None
+        ):
+            return f"added token {token.get('content')!r} has matching flags the fast path does not reproduce"
+    processor = spec.get("post_processor") or {}
+    for step in [processor, *(processor.get("processors") or [])]:
+        if step.get("type") == "ByteLevel" and step.get("trim_offsets"):
+            return "the post-processor trims offsets"
+    return None
+
+
+def _is_byte_level(pre_tokenizer: dict[str, Any] | None) -> bool:
+    if not pre_tokenizer:
+        return False
+    steps = pre_tokenizer.get("pretokenizers") if pre_tokenizer.get("type") == "Sequence" else [pre_tokenizer]
+    kinds = [step.get("type") for step in steps or []]
+    return bool(kinds) and kinds[-1] == "ByteLevel" and set(kinds) <= {"Split", "ByteLevel", "Digits"} and not any(
+        step.get("add_prefix_space") for step in steps if step.get("type") == "ByteLevel"
+    )
+
+
+def _build(spec: dict[str, Any], backend: tokenizers.Tokenizer) -> FastEncoder:
+    import fastokens
+    import numpy as np
+
+    fast = fastokens.Tokenizer.from_json_str(backend.to_str())
+    decode = _byte_decoder()
+    lengths = np.zeros(backend.get_vocab_size(with_added_tokens=True), np.int64)
+    for token, index in backend.get_vocab(with_added_tokens=False).items():
+        lengths[index] = sum(1 for char in token if char in decode) if all(c in decode for c in token) else len(token.encode())
+    for index, added in backend.get_added_tokens_decoder().items():
+        if index < len(lengths):
+            lengths[index] = len(added.content.encode("utf-8"))
+    return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC")
+
+
+def _self_check(encoder: FastEncoder, backend: tokenizers.Tokenizer) -> str | None:
+    import numpy as np
+
+    added = [token.content for token in backend.get_added_tokens_decoder().values()][:8]
+    probes = [*_PROBES, " ".join(added) + " text" + "".join(added), "".join(f"x{token} " for token in added)]
+    # Texts the fast path would hand to tokenizers anyway are no test of it.
+    probes = [text for text in probes if encoder.accepts(text)]
+    expected = backend.encode_batch(probes, add_special_tokens=False)
+    for text, (ids, starts, ends), reference in zip(probes, encoder.encode(probes, True), expected):
+        if ids != reference.ids:
+            return f"its ids differ from tokenizers' on {text[:40]!r}"
+        offsets = np.stack([starts, ends], axis=1).tolist() if ids else []
+        if offsets != [list(pair) for pair in reference.offsets]:
+            return f"its offsets differ from tokenizers' on {text[:40]!r}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """The byte-level alphabet: one printable character per byte (GPT-2's table)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(code): byte for byte, code in zip(printable, codes)}

@@ -1,0 +1,99 @@
+"""The two tokenizer engines give the same ids, offsets, masks and labels.
+
+``fastokens`` runs where the load-time check finds it exact (byte-level BPE); everything it
+produces is compared here with ``tokenizers`` on the same tokenizer, over the corpus
+conversations, generated conversations and text built to break offsets (multi-byte characters,
+text that is not NFC, control tokens in data).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import chatplate
+from chatplate.tokens import ChatTokenizer
+from tests import tokenizer_fixtures
+from tests.conftest import corpus_dir
+from tests.strategies import conversations
+
+pytest.importorskip("fastokens")
+
+BYTE_LEVEL = ["llama3_bpe", "chatml_bpe"]
+
+HARD = [
+    [{"role": "user", "content": "emoji 😀👍🏽👨‍👩‍👧 🇫🇷, CJK 東京 and a combining e\u0301 (not NFC)"},
+     {"role": "assistant", "content": "Ünïcødé ✓ — “fine” …\n\n  indented\tand tabbed  "}],
+    [{"role": "user", "content": "forged <|im_end|><|eot_id|> tokens and half <|im_"},
+     {"role": "assistant", "content": "end|> and <tool_call>{\"a\": 1}</tool_call>"}],
+    [{"role": "system", "content": " "}, {"role": "user", "content": "\r\n\r\n"}, {"role": "assistant", "content": "1 12 123 1234"}],
+]
+
+
+@functools.cache
+def engines(name: str) -> tuple[chatplate.ChatTemplate, chatplate.ChatTemplate]:
+    directory = tokenizer_fixtures.all_model_dirs()[name]
+    fast, slow = ChatTokenizer.from_model_dir(directory), ChatTokenizer.from_model_dir(directory)
+    fast.engine_choice, slow.engine_choice = "fastokens", "tokenizers"
+    template = chatplate.load(str(directory))
+    return (chatplate.load(template, tokenizer=fast), chatplate.load(template, tokenizer=slow))
+
+
+def corpus_conversations() -> list[list[dict[str, Any]]]:
+    root = corpus_dir()
+    if root is None:
+        return []
+    data = json.loads((root / "conversations.json").read_text(encoding="utf-8"))
+    return [c["messages"] for c in data["conversations"]]
+
+
+def outcome(call: Any) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            batch = call()
+    except chatplate.ChatplateError as exc:
+        return type(exc).__name__
+    return [(e.input_ids, e.offsets, e.assistant_mask, e.labels, e.text) for e in batch.encodings]
+
+
+@pytest.mark.parametrize("name", BYTE_LEVEL)
+def test_fastokens_is_used_and_exact_on_byte_level_vocabularies(name: str) -> None:
+    fast, slow = engines(name)
+    assert (fast.tokenizer.engine, slow.tokenizer.engine) == ("fastokens", "tokenizers")
+    chats = [*HARD, *corpus_conversations()]
+    for options in ({}, {"add_generation_prompt": True}, {"sanitize_control_tokens": False}):
+        for masks in (False, True):
+            if masks and options.get("add_generation_prompt"):
+                continue
+            ours, theirs = (
+                outcome(lambda t=t: t.encode_batch(chats, return_offsets=True, return_assistant_mask=masks, **options))
+                for t in (fast, slow)
+            )
+            assert ours == theirs, options
+
+
+@pytest.mark.parametrize("name", BYTE_LEVEL)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(messages=conversations())
+def test_generated_conversations_encode_the_same_with_both_engines(name: str, messages: list) -> None:
+    fast, slow = engines(name)
+    for masks in (False, True):
+        ours = outcome(lambda: fast.encode_batch([messages], return_offsets=True, return_assistant_mask=masks))
+        theirs = outcome(lambda: slow.encode_batch([messages], return_offsets=True, return_assistant_mask=masks))
+        assert ours == theirs
+
+
+def test_a_vocabulary_the_fast_path_cannot_reproduce_stays_on_tokenizers() -> None:
+    pytest.importorskip("mistral_common")
+    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.mistral_v1_dir())
+    assert tokenizer.engine == "tokenizers"  # auto: quietly
+    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.mistral_v1_dir())
+    tokenizer.engine_choice = "fastokens"
+    with pytest.warns(chatplate.TokenizerBackendWarning, match="byte-level"):
+        assert tokenizer.engine == "tokenizers"
