@@ -503,11 +503,32 @@ class ChatTemplate:
         marker: Marking | None = None,
         limits: Limits | None = None,
     ) -> RenderResult:
+        prepared = self._prepare(
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, with_spans,
+            marker, limits,
+        )
+        return self._render_prepared(prepared, prepared.chat, add_generation_prompt, with_spans)
+
+    def _prepare(
+        self,
+        messages: Any,
+        tools: Any,
+        documents: Any,
+        add_generation_prompt: bool,
+        continue_final_message: bool | str,
+        now: datetime | None,
+        variables: dict[str, Any],
+        with_spans: bool,
+        marker: Marking | None = None,
+        limits: Limits | None = None,
+    ) -> _Prepared:
+        """Validate, then normalise (and mark) the input of a render: done once, rendered as
+        often as needed (derived masks render every prefix of the same conversation)."""
         # Validate, then normalise, then render: the same steps, in the same order, as the
         # reference, so the same inputs fail and the same inputs render.
         limits = self.limits if limits is None else _check_limits(limits)
         name = self._pick(tools)
-        # One budget for the call: the input's size first, then the render.
+        # One budget for the input's size; each render has its own for its work and output.
         budget = engine.Budget(limits, now)
         chat = validate_conversation(messages, limits, budget)
         if continue_final_message and add_generation_prompt:
@@ -533,27 +554,33 @@ class ChatTemplate:
                 mark(tool_schemas, marker.data), mark(documents, marker.data), mark(variables, marker.data)
             )
         template_vars = self._variables(variables)
-        template_vars["messages"] = chat = alias_reasoning(chat)
         template_vars["tools"] = tool_schemas
         template_vars["documents"] = documents
+        chat = alias_reasoning(chat)
+        continued = _open_final_message(chat, continue_final_message, self.templates[name]) if continue_final_message else None
+        return _Prepared(name, chat, template_vars, limits, now, marker is not None, continued)
+
+    def _render_prepared(
+        self, prepared: _Prepared, chat: list[dict[str, Any]], add_generation_prompt: bool, with_spans: bool
+    ) -> RenderResult:
+        """Render prepared input; ``chat`` is its conversation or a prefix of it."""
+        template_vars = dict(prepared.variables)
+        template_vars["messages"] = chat
         template_vars["add_generation_prompt"] = add_generation_prompt
-
-        source = self.templates[name]
-        continued = _open_final_message(chat, continue_final_message, source) if continue_final_message else None
-
-        compiled = self._compiled[name]
+        budget = engine.Budget(prepared.limits, prepared.now)
+        compiled = self._compiled[prepared.name]
         try:
             if with_spans:
                 text, spans = engine.render_with_spans(compiled, template_vars, budget)
             else:
                 text, spans = engine.render(compiled, template_vars, budget), []
         except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
-            raise engine.translate_runtime_error(exc, self._label(name)) from exc
+            raise engine.translate_runtime_error(exc, self._label(prepared.name)) from exc
 
-        if marker is not None:
+        if prepared.marked:
             text, spans = unescape_markers(text, spans)
-        if continued is not None:
-            text = _close_final_message(text, continued)
+        if prepared.continued is not None and chat is prepared.chat:
+            text = _close_final_message(text, prepared.continued)
         return RenderResult(text, spans)
 
 
@@ -565,6 +592,19 @@ def _keyword_parameters(method: str) -> frozenset[str]:
         p.name for p in parameters
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "messages", "conversation", "conversations")
     )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A render's input, validated, normalised and (for encoding) marked."""
+
+    name: str
+    chat: list[dict[str, Any]]
+    variables: dict[str, Any]
+    limits: Limits
+    now: datetime | None
+    marked: bool
+    continued: Any
 
 
 def _render_kwargs(

@@ -86,21 +86,23 @@ def conversation_spans(
     trained = [message.pop("train", True) is not False for message in messages]
     source = template.templates[template._pick(render_kwargs.get("tools"))]
     use_blocks = engine.has_generation_blocks(source) if options.derive is None else not options.derive
+    # Validated and marked once; the prefixes derived masks need are rendered from it.
+    prepared = template._prepare(messages, **render_kwargs, with_spans=use_blocks, marker=marker)
     if use_blocks:
-        result = template._render(messages, **render_kwargs, with_spans=True, marker=marker)
+        result = template._render_prepared(prepared, prepared.chat, render_kwargs["add_generation_prompt"], True)
         text, spans = result.text, [(s, e) for s, e in result.generation_spans if e > s]
         default_selection = options.roles == {"assistant"} and all(trained)
         if not default_selection:
             # Which message a block belongs to: the derived turn it overlaps.
-            turns = _derived_turns(template, messages, text, render_kwargs, marker, eot, options.roles)
+            turns = _derived_turns(template, prepared, messages, text, marker, eot, options.roles)
             keep = [(s, e) for s, e, index in turns if trained[index]]
             spans = [(s, e) for s, e in spans if any(s < ke and e > ks for ks, ke in keep)]
         # A block's span is what the template marks, as transformers reads it.
         if not options.end_of_turn:
             spans = [_through_end_of_turn(text, s, e, eot, False) for s, e in spans]
     else:
-        text = template._render(messages, **render_kwargs, with_spans=False, marker=marker).text
-        turns = _derived_turns(template, messages, text, render_kwargs, marker, eot, options.roles)
+        text = template._render_prepared(prepared, prepared.chat, render_kwargs["add_generation_prompt"], False).text
+        turns = _derived_turns(template, prepared, messages, text, marker, eot, options.roles)
         spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns if trained[index]]
     spans = sorted((s, e) for s, e in spans if e > s)
     if options.last_turn_only and spans:
@@ -110,9 +112,9 @@ def conversation_spans(
 
 def _derived_turns(
     template: ChatTemplate,
+    prepared: Any,
     messages: list[dict[str, Any]],
     text: str,
-    render_kwargs: dict[str, Any],
     marker: Marking | None,
     eot: Marker,
     roles: frozenset[str],
@@ -128,8 +130,8 @@ def _derived_turns(
         role = message.get("role")
         if role not in roles:
             continue
-        prefix = _render_prefix(template, messages[:index], render_kwargs, marker, role == "assistant") if index else ""
-        turn = _render_prefix(template, messages[: index + 1], render_kwargs, marker, False)
+        prefix = _render_prefix(template, prepared, index, role == "assistant") if index else ""
+        turn = _render_prefix(template, prepared, index + 1, False)
         if prefix is None or turn is None:
             raise MaskError(
                 f"messages[{index}]: cannot derive what the model produces for this {role} turn: the template "
@@ -240,13 +242,10 @@ def _last_text(content: Any) -> str:
     return ""
 
 
-def _render_prefix(
-    template: ChatTemplate, messages: list[dict[str, Any]], render_kwargs: dict[str, Any], marker: Marking | None,
-    generation_prompt: bool,
-) -> str | None:
-    kwargs = {**render_kwargs, "add_generation_prompt": generation_prompt, "continue_final_message": False}
+def _render_prefix(template: ChatTemplate, prepared: Any, count: int, generation_prompt: bool) -> str | None:
+    """The first ``count`` messages rendered (``None`` if the template refuses them)."""
     try:
-        return template._render(messages, **kwargs, with_spans=False, marker=marker).text
+        return template._render_prepared(prepared, prepared.chat[:count], generation_prompt, False).text
     except ChatplateError:
         return None
 
