@@ -1,6 +1,7 @@
 """The two tokenizer engines give the same ids, offsets, masks and labels.
 
-``fastokens`` runs where the load-time check finds it exact (byte-level BPE); everything it
+``fastokens`` runs where the load-time check finds it exact (byte-level BPE, and SentencePiece
+BPE with a first-only Metaspace); everything it
 produces is compared here with ``tokenizers`` on the same tokenizer, over the corpus
 conversations, generated conversations and text built to break offsets (multi-byte characters,
 text that is not NFC, control tokens in data).
@@ -24,7 +25,7 @@ from tests.strategies import conversations
 
 pytest.importorskip("fastokens")
 
-BYTE_LEVEL = ["llama3_bpe", "chatml_bpe"]
+ENGINES = ["llama3_bpe", "chatml_bpe", "mistral_v1"]
 
 HARD = [
     [{"role": "user", "content": "emoji 😀👍🏽👨‍👩‍👧 🇫🇷, CJK 東京 and a combining e\u0301 (not NFC)"},
@@ -62,8 +63,8 @@ def outcome(call: Any) -> Any:
     return [(e.input_ids, e.offsets, e.assistant_mask, e.labels, e.text) for e in batch.encodings]
 
 
-@pytest.mark.parametrize("name", BYTE_LEVEL)
-def test_fastokens_is_used_and_exact_on_byte_level_vocabularies(name: str) -> None:
+@pytest.mark.parametrize("name", ENGINES)
+def test_fastokens_is_used_and_exact(name: str) -> None:
     fast, slow = engines(name)
     assert (fast.tokenizer.engine, slow.tokenizer.engine) == ("fastokens", "tokenizers")
     chats = [*HARD, *corpus_conversations()]
@@ -78,7 +79,7 @@ def test_fastokens_is_used_and_exact_on_byte_level_vocabularies(name: str) -> No
             assert ours == theirs, options
 
 
-@pytest.mark.parametrize("name", BYTE_LEVEL)
+@pytest.mark.parametrize("name", ENGINES)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(messages=conversations())
 def test_generated_conversations_encode_the_same_with_both_engines(name: str, messages: list) -> None:
@@ -89,11 +90,16 @@ def test_generated_conversations_encode_the_same_with_both_engines(name: str, me
         assert ours == theirs
 
 
-def test_a_vocabulary_the_fast_path_cannot_reproduce_stays_on_tokenizers() -> None:
-    pytest.importorskip("mistral_common")
-    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.mistral_v1_dir())
-    assert tokenizer.engine == "tokenizers"  # auto: quietly
-    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.mistral_v1_dir())
+def test_a_pipeline_the_fast_path_cannot_reproduce_stays_on_tokenizers(tmp_path: Any) -> None:
+    import shutil
+
+    directory = tmp_path / "model"
+    shutil.copytree(tokenizer_fixtures.llama3_bpe_dir(), directory)
+    spec = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Lowercase"}  # changes the text, so offsets cannot be rebuilt
+    (directory / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    assert ChatTokenizer.from_model_dir(directory).engine == "tokenizers"  # auto: quietly
+    tokenizer = ChatTokenizer.from_model_dir(directory)
     tokenizer.engine_choice = "fastokens"
-    with pytest.warns(chatplate.TokenizerBackendWarning, match="byte-level"):
+    with pytest.warns(chatplate.TokenizerBackendWarning, match="normalizer"):
         assert tokenizer.engine == "tokenizers"

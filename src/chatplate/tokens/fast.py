@@ -1,21 +1,24 @@
-"""An exact fast path for byte-level BPE tokenizers, through ``fastokens``.
+"""An exact fast path for BPE tokenizers, through ``fastokens``.
 
 ``fastokens`` gives the same ids as ``tokenizers`` on byte-level BPE vocabularies (Llama 3,
-Qwen2, DeepSeek, GPT-2) tens of times faster, but no offsets. Offsets are rebuilt here: each
-token's length in bytes comes from a table (the byte-level alphabet spells every byte as one
-character), a cumulative sum gives byte positions, and a byte-to-character map turns them into
-the character offsets ``tokenizers`` reports (a token inside a multi-byte character gets that
-character, as there).
+Qwen2, DeepSeek, GPT-2) tens of times faster, and on SentencePiece-style BPE (Mistral, Llama 2
+conversions) several times faster once the ``Metaspace`` step is done before it; but it gives no
+offsets. Offsets are rebuilt here: each token's length in bytes comes from a table (the
+byte-level alphabet spells every byte as one character; a byte-fallback token is one byte), a
+cumulative sum gives byte positions, and a byte-to-character map turns them into the character
+offsets ``tokenizers`` reports (a token inside a multi-byte character gets that character, as
+there).
 
 Exactness is checked, not assumed: :func:`fast_encoder` builds the fast path only for pipelines
-it reproduces (byte-level pre-tokenizer, no normalizer or NFC, plain added tokens), then encodes
-a probe set with both engines and compares ids and offsets; any difference (or an error) keeps
-``tokenizers``, with a :class:`~chatplate.TokenizerBackendWarning` when ``fastokens`` was asked for.
+it reproduces (see :func:`_unsupported`), then encodes a probe set with both engines and
+compares ids and offsets; any difference (or an error) keeps ``tokenizers``, with a
+:class:`~chatplate.TokenizerBackendWarning` when ``fastokens`` was asked for.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 import warnings
 from collections.abc import Sequence
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "FastEncoder", "fast_encoder"]
 
 BACKENDS = ("auto", "fastokens", "tokenizers")
+META = "\u2581"  # SentencePiece's visible space
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 # Text that stresses what the fast path rebuilds: whitespace runs, digits, unicode of every width
 # (combining marks, emoji joined by ZWJ, CJK), control tokens next to text, odd line ends.
@@ -50,28 +55,48 @@ _PROBES = (
 
 
 class FastEncoder:
-    """``fastokens`` for ids, a byte-length table for offsets."""
+    """``fastokens`` for ids, a byte-length table for offsets.
 
-    def __init__(self, fast: Any, lengths: np.ndarray, normalizes: bool) -> None:
+    Byte-level vocabularies are encoded as they are. SentencePiece-style ones (a ``Metaspace``
+    pre-tokenizer that prepends ``▁`` to the start of the input only, ``prepend_scheme="first"``,
+    as transformers' Llama conversion writes it) are encoded with that step done here: spaces
+    become ``▁`` and the text gets a leading ``▁`` unless it starts with one, a space or an added
+    token; ``fastokens`` then runs the rest of the pipeline, and offsets are moved back by that
+    leading character.
+    """
+
+    def __init__(self, fast: Any, lengths: np.ndarray, normalizes: bool, metaspace: tuple[str, ...] | None = None) -> None:
         self.fast = fast
         self.lengths = lengths
         # With an NFC normalizer, a text that is not already NFC would shift the offsets: such
         # texts go to tokenizers.
         self.normalizes = normalizes
+        # For Metaspace pipelines: the added tokens (a text starting with one gets no leading ▁).
+        self.metaspace = metaspace
 
     def accepts(self, text: str) -> bool:
         return not self.normalizes or unicodedata.is_normalized("NFC", text)
+
+    def _prepared(self, text: str) -> tuple[str, int]:
+        """The text ``fastokens`` encodes, and how many characters were put in front of it."""
+        if self.metaspace is None:
+            return text, 0
+        spaced = text.replace(" ", META)
+        if not text or text[0] in (" ", META) or text.startswith(self.metaspace):
+            return spaced, 0
+        return META + spaced, 1
 
     def encode(self, texts: Sequence[str], with_offsets: bool) -> list[tuple[list[int], np.ndarray | None, np.ndarray | None]]:
         """``(ids, starts, ends)`` per text; ``starts``/``ends`` are character offsets (or
         ``None`` without ``with_offsets``)."""
         import numpy as np
 
-        flat, bounds = self.fast.encode_batch_flat(list(texts), add_special_tokens=False)
+        prepared = [self._prepared(text) for text in texts]
+        flat, bounds = self.fast.encode_batch_flat([text for text, _ in prepared], add_special_tokens=False)
         ids = np.frombuffer(flat, np.uint32)
         cuts = np.frombuffer(bounds, np.uint64).astype(np.int64)
         out: list[tuple[list[int], Any, Any]] = []
-        for index, text in enumerate(texts):
+        for index, (text, added) in enumerate(prepared):
             row = ids[cuts[index] : cuts[index + 1]]
             if not with_offsets:
                 out.append((row.tolist(), None, None))
@@ -86,6 +111,13 @@ class FastEncoder:
                 empty = ends == starts
                 starts = char_of[starts]
                 ends = np.where(empty, starts, char_of[np.maximum(ends - 1, 0)] + 1)
+            if added:
+                # The leading ▁ has no character of its own: as in tokenizers, it belongs to the
+                # text's first character (a token that is only that ▁ spans that character).
+                starts = np.maximum(starts - added, 0)
+                ends = ends - added
+                if len(ends) and ends[0] == 0:
+                    ends[0] = 1
             out.append((row.tolist(), starts, ends))
         return out
 
@@ -129,8 +161,16 @@ def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> Fas
 def _unsupported(spec: dict[str, Any]) -> str | None:
     """Why the fast path cannot reproduce this pipeline's offsets, or ``None``."""
     model = spec.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        return "only byte-level BPE vocabularies are supported"
+    if model.get("type") != "BPE":
+        return "only BPE vocabularies are supported"
+    if _is_metaspace(spec):
+        for token in spec.get("added_tokens") or []:
+            content = token.get("content") or ""
+            if " " in content or META in content or token.get("lstrip") or token.get("rstrip") or token.get("single_word"):
+                return f"added token {content!r} has spaces or matching flags the fast path does not reproduce"
+        return None
+    if model.get("byte_fallback"):
+        return "byte fallback is supported only with a Metaspace pre-tokenizer"
     if not _is_byte_level(spec.get("pre_tokenizer")) or (spec.get("decoder") or {}).get("type") != "ByteLevel":
         return "the pre-tokenizer is not byte-level"
     normalizer = spec.get("normalizer")
@@ -148,6 +188,16 @@ def _unsupported(spec: dict[str, Any]) -> str | None:
     return None
 
 
+def _is_metaspace(spec: dict[str, Any]) -> bool:
+    """A SentencePiece-style pipeline the fast path handles: no normalizer, and a Metaspace
+    pre-tokenizer that does not split and prepends ``▁`` to the start of the input only."""
+    pre = spec.get("pre_tokenizer") or {}
+    return (
+        spec.get("normalizer") is None and pre.get("type") == "Metaspace" and pre.get("replacement") == META
+        and pre.get("split") is False and pre.get("prepend_scheme") == "first"
+    )
+
+
 def _is_byte_level(pre_tokenizer: dict[str, Any] | None) -> bool:
     if not pre_tokenizer:
         return False
@@ -162,15 +212,25 @@ def _build(spec: dict[str, Any], backend: tokenizers.Tokenizer) -> FastEncoder:
     import fastokens
     import numpy as np
 
-    fast = fastokens.Tokenizer.from_json_str(backend.to_str())
-    decode = _byte_decoder()
     lengths = np.zeros(backend.get_vocab_size(with_added_tokens=True), np.int64)
-    for token, index in backend.get_vocab(with_added_tokens=False).items():
-        lengths[index] = sum(1 for char in token if char in decode) if all(c in decode for c in token) else len(token.encode())
-    for index, added in backend.get_added_tokens_decoder().items():
+    added = backend.get_added_tokens_decoder()
+    if _is_metaspace(spec):
+        # The Metaspace step is done before fastokens runs (FastEncoder._prepared); lengths are
+        # then bytes of that text: ▁ is three, a byte-fallback token one.
+        fast = fastokens.Tokenizer.from_json_str(json.dumps({**spec, "pre_tokenizer": None}))
+        for token, index in backend.get_vocab(with_added_tokens=False).items():
+            lengths[index] = 1 if _BYTE_TOKEN.fullmatch(token) else len(token.encode("utf-8"))
+        metaspace: tuple[str, ...] | None = tuple(token.content for token in added.values())
+    else:
+        fast = fastokens.Tokenizer.from_json_str(backend.to_str())
+        decode = _byte_decoder()
+        for token, index in backend.get_vocab(with_added_tokens=False).items():
+            lengths[index] = len(token) if all(char in decode for char in token) else len(token.encode("utf-8"))
+        metaspace = None
+    for index, token in added.items():
         if index < len(lengths):
-            lengths[index] = len(added.content.encode("utf-8"))
-    return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC")
+            lengths[index] = len(token.content.encode("utf-8"))
+    return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC", metaspace)
 
 
 def _self_check(encoder: FastEncoder, backend: tokenizers.Tokenizer) -> str | None:
