@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,3 +25,12 @@ def require_corpus() -> Path:
             pytest.fail(message + " and CHATPLATE_REQUIRE_CORPUS=1", pytrace=False)
         pytest.skip(message)
     return path
+
+
+def corpus_conversations() -> list[list[dict[str, Any]]]:
+    """The corpus's conversations (message lists); without the corpus, one small stand-in."""
+    root = corpus_dir()
+    if root is None:
+        return [[{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi <s> there"}]]
+    data = json.loads((root / "conversations.json").read_text(encoding="utf-8"))
+    return [c["messages"] for c in data["conversations"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any
 
@@ -11,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 import chatplate
 from tests import tokenizer_fixtures
-from tests.conftest import corpus_dir
+from tests.conftest import corpus_conversations
 from tests.strategies import conversations
 
 transformers = pytest.importorskip("transformers")
@@ -24,14 +23,6 @@ def model(request: pytest.FixtureRequest) -> tuple[str, Any, chatplate.ChatTempl
     directory = tokenizer_fixtures.all_model_dirs()[request.param]
     hf = transformers.AutoTokenizer.from_pretrained(str(directory))
     return request.param, hf, chatplate.load(str(directory))
-
-
-def _corpus_conversations() -> list[list[dict[str, Any]]]:
-    root = corpus_dir()
-    if root is None:
-        return [[{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi <s> there"}]]
-    data = json.loads((root / "conversations.json").read_text(encoding="utf-8"))
-    return [c["messages"] for c in data["conversations"]]
 
 
 def outcome(fn: Any) -> Any:
@@ -63,7 +54,7 @@ def assert_same_ids(hf: Any, messages: list, ours: Any, theirs: Any, sanitize: b
 @pytest.mark.parametrize("gen", [False, True])
 def test_corpus_conversations_same_ids(model: tuple, sanitize: bool, gen: bool) -> None:
     _, hf, template = model
-    for messages in _corpus_conversations():
+    for messages in corpus_conversations():
         ours = outcome(lambda: template.encode(messages, add_generation_prompt=gen, sanitize_control_tokens=sanitize))
         theirs = outcome(
             lambda: hf.apply_chat_template(messages, add_generation_prompt=gen, sanitize_control_tokens=sanitize)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 import chatplate
 from chatplate.tokens import ChatTokenizer
 from tests import tokenizer_fixtures
-from tests.conftest import corpus_dir
+from tests.conftest import corpus_conversations
 from tests.strategies import conversations
 
 pytest.importorskip("fastokens")
@@ -43,14 +43,6 @@ def engines(name: str) -> tuple[chatplate.ChatTemplate, chatplate.ChatTemplate]:
     fast.engine_choice, slow.engine_choice = "fastokens", "tokenizers"
     template = chatplate.load(str(directory))
     return (chatplate.load(template, tokenizer=fast), chatplate.load(template, tokenizer=slow))
-
-
-def corpus_conversations() -> list[list[dict[str, Any]]]:
-    root = corpus_dir()
-    if root is None:
-        return []
-    data = json.loads((root / "conversations.json").read_text(encoding="utf-8"))
-    return [c["messages"] for c in data["conversations"]]
 
 
 def outcome(call: Any) -> Any:

@@ -132,6 +132,14 @@ class ChatTokenizer:
     def bos_id(self) -> int | None:
         return self.token_id(self.bos_token)
 
+    @cached_property
+    def eos_id(self) -> int | None:
+        return self.token_id(self.eos_token)
+
+    @cached_property
+    def pad_id(self) -> int | None:
+        return self.token_id(self.pad_token)
+
     # -- which engine encodes ---------------------------------------------------------------------
 
     #: ``"auto"`` (``fastokens`` where it is exact for this tokenizer, else ``tokenizers``),
@@ -156,14 +164,6 @@ class ChatTokenizer:
         state = dict(self.__dict__)
         state.pop("fast", None)
         return state
-
-    @cached_property
-    def eos_id(self) -> int | None:
-        return self.token_id(self.eos_token)
-
-    @cached_property
-    def pad_id(self) -> int | None:
-        return self.token_id(self.pad_token)
 
     # -- text ------------------------------------------------------------------------------
 
