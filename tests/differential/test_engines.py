@@ -90,8 +90,27 @@ def test_a_pipeline_the_fast_path_cannot_reproduce_stays_on_tokenizers(tmp_path:
     spec = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
     spec["normalizer"] = {"type": "Lowercase"}  # changes the text, so offsets cannot be rebuilt
     (directory / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
-    assert ChatTokenizer.from_model_dir(directory).engine == "tokenizers"  # auto: quietly
+    quiet = ChatTokenizer.from_model_dir(directory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto: quietly
+        assert quiet.fast is None
     tokenizer = ChatTokenizer.from_model_dir(directory)
     tokenizer.engine_choice = "fastokens"
     with pytest.warns(chatplate.TokenizerBackendWarning, match="normalizer"):
         assert tokenizer.engine == "tokenizers"
+
+
+def test_auto_switches_to_fastokens_once_enough_text_was_encoded() -> None:
+    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
+    tokenizer.FAST_AFTER_CHARS = 5_000
+    template = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()), tokenizer=tokenizer)
+    reference = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()))
+    reference.tokenizer.engine_choice = "tokenizers"
+    chat = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
+    first = template.encode(chat, return_offsets=True)
+    assert tokenizer.engine == "tokenizers"  # a single small call does not pay for loading fastokens
+    batch = template.encode_batch([chat] * 10, return_offsets=True, return_assistant_mask=True)
+    assert tokenizer.engine == "fastokens"
+    expected = reference.encode_batch([chat] * 10, return_offsets=True, return_assistant_mask=True)
+    assert [e.input_ids for e in batch.encodings] == [e.input_ids for e in expected.encodings] == [first.input_ids] * 10
+    assert [(e.offsets, e.labels) for e in batch.encodings] == [(e.offsets, e.labels) for e in expected.encodings]

@@ -94,7 +94,7 @@ def encode_texts(
             wanted = spans[index] if spans is not None else None
             mask = token_mask(offsets, clean_positions(text, wanted)) if wanted is not None else None
             results[index] = (clean, ids, offsets if with_offsets else None, mask)
-    fast = tokenizer.fast if whole else None
+    fast = tokenizer.fast_for(sum(len(rendered[index]) for index in whole)) if whole else None
     if fast is not None:
         quick = [index for index in whole if fast.accepts(rendered[index])]
         encoded = fast.encode([rendered[index] for index in quick], with_offsets or spans is not None)

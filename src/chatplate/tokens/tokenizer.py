@@ -142,10 +142,14 @@ class ChatTokenizer:
 
     # -- which engine encodes ---------------------------------------------------------------------
 
-    #: ``"auto"`` (``fastokens`` where it is exact for this tokenizer, else ``tokenizers``),
-    #: ``"fastokens"`` (the same, with a warning when it cannot be used) or ``"tokenizers"``.
-    #: Read on the first encode.
+    #: ``"auto"`` (``fastokens`` where it is exact for this tokenizer, once enough text has been
+    #: encoded to pay for loading it), ``"fastokens"`` (from the first encode, with a warning when
+    #: it cannot be used) or ``"tokenizers"``.
     engine_choice: str = "auto"
+    # Loading fastokens and checking it takes up to seconds on large vocabularies, about what
+    # tokenizers needs for a few million characters: "auto" switches after that much text.
+    FAST_AFTER_CHARS = 2_000_000
+    _encoded_chars = 0
 
     @cached_property
     def fast(self) -> FastEncoder | None:
@@ -154,9 +158,22 @@ class ChatTokenizer:
 
         return fast_encoder(self.backend, self.engine_choice, self.tokenizer_class)
 
+    def fast_for(self, chars: int) -> FastEncoder | None:
+        """The fast path to encode ``chars`` characters with, or ``None`` for ``tokenizers``."""
+        if self.engine_choice == "tokenizers":
+            return None
+        if self.engine_choice == "auto" and "fast" not in self.__dict__:
+            self._encoded_chars += chars
+            if self._encoded_chars < self.FAST_AFTER_CHARS:
+                return None
+        return self.fast
+
     @property
     def engine(self) -> str:
-        """Which library encodes: ``"fastokens"`` or ``"tokenizers"``."""
+        """Which library encodes now: ``"fastokens"`` or ``"tokenizers"`` (with ``"auto"``,
+        ``tokenizers`` until enough text has been encoded)."""
+        if self.engine_choice == "auto" and "fast" not in self.__dict__:
+            return "tokenizers"
         return "fastokens" if self.fast is not None else "tokenizers"
 
     def __getstate__(self) -> dict[str, Any]:
