@@ -9,36 +9,8 @@ Hi<|im_end|>
 <BLANKLINE>
 """
 
-from .errors import (
-    ChatplateError,
-    ChatplateWarning,
-    ContinuationError,
-    ConversationError,
-    CorruptSourceError,
-    DefaultTemplateWarning,
-    DocumentsError,
-    InputError,
-    MaskError,
-    MissingBosWarning,
-    MissingDependencyError,
-    RecordError,
-    RejectedRowsWarning,
-    SingleProcessWarning,
-    SourceError,
-    TemplateError,
-    TemplateNotFoundError,
-    TemplateRaisedError,
-    TemplateResourceError,
-    TemplateRuntimeError,
-    TemplateSecurityError,
-    TemplateSyntaxError,
-    TokenizerBackendWarning,
-    TokenizerClassWarning,
-    ToolSchemaError,
-    TruncationError,
-    UnknownBuiltinError,
-    UnusedVariableWarning,
-)
+from . import errors
+from .errors import *  # noqa: F403 - the exception and warning trees, listed once in errors.__all__
 from .limits import Limits
 from .messages import messages_from_pairs
 from .sources import load
@@ -62,33 +34,6 @@ __all__ = [
     "prepare",
     "prepare_dataset",
     "PrepareSummary",
-    "RecordError",
-    "ChatplateError",
-    "InputError",
-    "ConversationError",
-    "DocumentsError",
-    "ToolSchemaError",
-    "ContinuationError",
-    "TruncationError",
-    "TemplateError",
-    "TemplateSyntaxError",
-    "TemplateRuntimeError",
-    "TemplateSecurityError",
-    "TemplateResourceError",
-    "TemplateRaisedError",
-    "MaskError",
-    "SourceError",
-    "TemplateNotFoundError",
-    "UnknownBuiltinError",
-    "CorruptSourceError",
-    "MissingDependencyError",
-    "ChatplateWarning",
-    "MissingBosWarning",
-    "TokenizerClassWarning",
-    "TokenizerBackendWarning",
-    "DefaultTemplateWarning",
-    "UnusedVariableWarning",
-    "RejectedRowsWarning",
-    "SingleProcessWarning",
     "__version__",
 ]
+__all__ += errors.__all__  # the form type checkers read

@@ -122,6 +122,11 @@ class ChatplateError(Exception):
         """The message with the command line's advice (``--name`` rather than ``name=``)."""
         return self._unfixed.replace("{fix}", self.fix.cli) if self.fix is not None else self.message
 
+    def prefixed(self, text: str, **context: Any) -> ChatplateError:
+        """The same error with ``text`` before its message and ``context`` added (its
+        :class:`Fix` kept), for a caller that knows more about where it happened."""
+        return type(self)(text + self._unfixed, **{**self.context, **context})
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self._unfixed, self.context))
 

@@ -189,10 +189,9 @@ class ChatTemplate:
         """
         if variables:
             self._warn_unused(tools, variables.keys(), "render")
-        return self._render(
-            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False,
-            limits=limits,
-        ).text
+        return self._render_prepared(self._prepare(
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False, None, limits,
+        )).text
 
     def render_spans(
         self,
@@ -214,10 +213,9 @@ class ChatTemplate:
         """
         if variables:
             self._warn_unused(tools, variables.keys(), "render_spans")
-        return self._render(
-            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True,
-            limits=limits,
-        )
+        return self._render_prepared(self._prepare(
+            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True, None, limits,
+        ))
 
     def encode(
         self,
@@ -418,7 +416,7 @@ class ChatTemplate:
 
     def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
         """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
-        return self._render(conversation, **render_kwargs, with_spans=False, marker=marker).text
+        return self._render_prepared(self._prepare(conversation, **render_kwargs, with_spans=False, marker=marker)).text
 
     def save(self, directory: str | PathLike[str]) -> list[Path]:
         """Write the templates as transformers 5 does (``chat_template.jinja`` and
@@ -490,25 +488,6 @@ class ChatTemplate:
         merged.update(variables)
         return merged
 
-    def _render(
-        self,
-        messages: Any,
-        tools: Any,
-        documents: Any,
-        add_generation_prompt: bool,
-        continue_final_message: bool | str,
-        now: datetime | None,
-        variables: dict[str, Any],
-        with_spans: bool,
-        marker: Marking | None = None,
-        limits: Limits | None = None,
-    ) -> RenderResult:
-        prepared = self._prepare(
-            messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, with_spans,
-            marker, limits,
-        )
-        return self._render_prepared(prepared, prepared.chat, add_generation_prompt, with_spans)
-
     def _prepare(
         self,
         messages: Any,
@@ -558,12 +537,22 @@ class ChatTemplate:
         template_vars["documents"] = documents
         chat = alias_reasoning(chat)
         continued = _open_final_message(chat, continue_final_message, self.templates[name]) if continue_final_message else None
-        return _Prepared(name, chat, template_vars, limits, now, marker is not None, continued)
+        return _Prepared(
+            name, chat, template_vars, limits, now, marker is not None, continued, add_generation_prompt, with_spans
+        )
 
     def _render_prepared(
-        self, prepared: _Prepared, chat: list[dict[str, Any]], add_generation_prompt: bool, with_spans: bool
+        self,
+        prepared: _Prepared,
+        chat: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool | None = None,
+        with_spans: bool | None = None,
     ) -> RenderResult:
-        """Render prepared input; ``chat`` is its conversation or a prefix of it."""
+        """Render prepared input, as it was prepared or with a prefix of its conversation
+        (``chat``) and other settings (derived masks render every prefix)."""
+        chat = prepared.chat if chat is None else chat
+        add_generation_prompt = prepared.add_generation_prompt if add_generation_prompt is None else add_generation_prompt
+        with_spans = prepared.with_spans if with_spans is None else with_spans
         template_vars = dict(prepared.variables)
         template_vars["messages"] = chat
         template_vars["add_generation_prompt"] = add_generation_prompt
@@ -605,6 +594,8 @@ class _Prepared:
     now: datetime | None
     marked: bool
     continued: Any
+    add_generation_prompt: bool
+    with_spans: bool
 
 
 def _render_kwargs(

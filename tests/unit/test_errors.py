@@ -132,5 +132,8 @@ def test_a_fix_is_said_in_python_and_on_the_command_line_and_survives_pickling()
     assert error.for_cli() == "no template; choose one with --name NAME"
     clone = pickle.loads(pickle.dumps(error))
     assert (str(clone), clone.for_cli(), clone.looked_for) == (str(error), error.for_cli(), ["a"])
+    moved = error.prefixed("hub: ", looked_for=["here", "a"])
+    assert type(moved) is errors.TemplateNotFoundError and moved.looked_for == ["here", "a"]
+    assert (str(moved), moved.for_cli()) == ("hub: " + str(error), "hub: " + error.for_cli())
     plain = errors.InputError("braces {{ bos_token }} stay as they are")
     assert str(plain) == plain.for_cli() == "braces {{ bos_token }} stay as they are"

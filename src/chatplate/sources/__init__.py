@@ -152,12 +152,9 @@ def _load(source: SourceLike, name: str | None, revision: str | None, fallback: 
             found = read_hub(source, revision=revision)
         except SourceError as exc:
             # "org/name" is also how a relative path looks: say first that there is no such path.
-            context = dict(exc.context)
-            if isinstance(exc, TemplateNotFoundError):
-                context["looked_for"] = [str(path.absolute()), *(exc.looked_for or [])]
-            raise type(exc)(
-                f"{source}: no such local file or directory ({path.absolute()}); tried as a hub id instead: "
-                f"{exc._unfixed}", **context
+            extra = {"looked_for": [str(path.absolute()), *(exc.looked_for or [])]} if isinstance(exc, TemplateNotFoundError) else {}
+            raise exc.prefixed(
+                f"{source}: no such local file or directory ({path.absolute()}); tried as a hub id instead: ", **extra
             ) from exc
         return _finish(found, name, fallback_template)
 

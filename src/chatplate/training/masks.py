@@ -89,7 +89,7 @@ def conversation_spans(
     # Validated and marked once; the prefixes derived masks need are rendered from it.
     prepared = template._prepare(messages, **render_kwargs, with_spans=use_blocks, marker=marker)
     if use_blocks:
-        result = template._render_prepared(prepared, prepared.chat, render_kwargs["add_generation_prompt"], True)
+        result = template._render_prepared(prepared)
         text, spans = result.text, [(s, e) for s, e in result.generation_spans if e > s]
         default_selection = options.roles == {"assistant"} and all(trained)
         if not default_selection:
@@ -101,7 +101,7 @@ def conversation_spans(
         if not options.end_of_turn:
             spans = [_through_end_of_turn(text, s, e, eot, False) for s, e in spans]
     else:
-        text = template._render_prepared(prepared, prepared.chat, render_kwargs["add_generation_prompt"], False).text
+        text = template._render_prepared(prepared).text
         turns = _derived_turns(template, prepared, messages, text, marker, eot, options.roles)
         spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns if trained[index]]
     spans = sorted((s, e) for s, e in spans if e > s)

@@ -218,7 +218,7 @@ def encode_records(
 # -- engines: an ordered map of encode_chunk over the plan -------------------------------------------
 
 
-def unguarded_main_call(start_method: str) -> str | None:
+def _unguarded_main_call(start_method: str) -> str | None:
     """The script whose top-level code makes this call outside ``if __name__ == "__main__":``,
     when worker processes started with ``start_method`` would run that code again; else ``None``.
 
@@ -279,7 +279,7 @@ def _local(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, w
     if len(ahead) <= 2 * workers and sum(chunk.byte_end - chunk.byte_start for chunk in ahead) < SMALL_INPUT_BYTES:
         workers = 1
     if workers > 1:
-        script = unguarded_main_call("spawn")
+        script = _unguarded_main_call("spawn")
         if script is not None:
             _single_process_warning(script, stacklevel=3)  # _local runs inside prepare's loop
             workers = 1
@@ -542,7 +542,7 @@ def prepare_dataset(
     if num_proc is not None and num_proc > 1:
         import multiprocess  # datasets' own pool, with its default start method
 
-        script = unguarded_main_call(multiprocess.get_start_method())
+        script = _unguarded_main_call(multiprocess.get_start_method())
         if script is not None:
             _single_process_warning(script, stacklevel=2)
             num_proc = None
