@@ -114,3 +114,48 @@ def test_auto_switches_to_fastokens_once_enough_text_was_encoded() -> None:
     expected = reference.encode_batch([chat] * 10, return_offsets=True, return_assistant_mask=True)
     assert [e.input_ids for e in batch.encodings] == [e.input_ids for e in expected.encodings] == [first.input_ids] * 10
     assert [(e.offsets, e.labels) for e in batch.encodings] == [(e.offsets, e.labels) for e in expected.encodings]
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("output", ["rows.parquet", "rows.jsonl"])
+def test_prepare_writes_the_same_rows_with_both_engines(tmp_path: Any, name: str, output: str) -> None:
+    """prepare keeps the fast engine's ids and masks as arrays on their way to Arrow; rows that
+    carry marked control tokens (encoded piece by piece, as lists) sit beside them."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    fast, slow = engines(name)
+    chats = [*HARD, *corpus_conversations()]
+    bos = fast.tokenizer.backend.id_to_token(fast.tokenizer.bos_id) if fast.tokenizer.bos_id is not None else None
+    if bos is not None:
+        chats.append([{"role": "user", "content": bos + "a prompt that starts with the BOS token"},
+                      {"role": "assistant", "content": "fine"}])
+    chats.append([{"role": "user", "content": "no assistant turn: rejected"}])
+    source = tmp_path / "chats.jsonl"
+    source.write_text("".join(json.dumps({"messages": chat}) + "\n" for chat in chats), encoding="utf-8")
+    written = []
+    for template, engine in ((fast, "fast"), (slow, "slow")):
+        for truncation in ("drop", "tokens"):
+            target = tmp_path / engine / truncation / output
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                summary = chatplate.prepare(source, target, template, workers=1, max_length=300, truncation=truncation)
+            rows = (
+                pq.read_table(target).to_pylist() if output.endswith(".parquet")
+                else [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+            )
+            assert summary.rows_written == len(rows) > 0
+            written.append((truncation, rows, dict(summary.rejected)))
+    assert fast.tokenizer.engine == "fastokens"
+    assert written[:2] == written[2:]
+    # The rows kept under "drop" are what encode gives for the chats that fit and train something.
+    expected = []
+    for chat in chats:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                enc = slow.encode(chat, return_assistant_mask=True)
+        except chatplate.ChatplateError:
+            continue
+        if len(enc.input_ids) <= 300 and sum(enc.assistant_mask):
+            expected.append(enc)
+    drop_rows = written[0][1]
+    assert [(row["input_ids"], row["labels"]) for row in drop_rows] == [(e.input_ids, e.labels) for e in expected]

@@ -66,10 +66,12 @@ def encode_examples(
     sanitize_control_tokens: bool,
     masks: MaskOptions | None,
     turns_max_length: int | None = None,
+    arrays: bool = False,
 ) -> list[Encoding | ChatplateError]:
     """Encode independent ``(conversation, render_kwargs)`` examples (each with its own tools):
     a failing example gives its error in its place, the rest are tokenized in one batched call.
-    ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does."""
+    ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does. With
+    ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
     pending: dict[Marker, list[tuple[int, _Renderer, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
@@ -82,7 +84,8 @@ def encode_examples(
         except ChatplateError as exc:
             results[index] = exc
     for group in pending.values():
-        encodings = _encode_rendered(group[0][1], tokenizer, [item for _, _, item in group], False, sanitize_control_tokens)
+        encodings = _encode_rendered(group[0][1], tokenizer, [item for _, _, item in group], False, sanitize_control_tokens,
+                                     arrays)
         for (index, _, _), enc in zip(group, encodings):
             results[index] = enc
     _label([r for r in results if isinstance(r, Encoding)])
@@ -130,10 +133,11 @@ def _encode_rendered(
     rendered: list[tuple[str, list[tuple[int, int]] | None]],
     return_offsets: bool,
     safe: bool,
+    arrays: bool = False,
 ) -> list[Encoding]:
     spans = [spans for _, spans in rendered] if render.masks is not None else None
     marker = render.marker.data if render.marker is not None else None
-    encoded = encode_texts(tokenizer, [text for text, _ in rendered], marker, return_offsets, spans)
+    encoded = encode_texts(tokenizer, [text for text, _ in rendered], marker, return_offsets, spans, arrays)
     return [_finish(tokenizer, text, ids, offsets, safe, mask) for text, ids, offsets, mask in encoded]
 
 
@@ -181,24 +185,34 @@ def _markers(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> tu
 def _finish(
     tokenizer: ChatTokenizer,
     text: str,
-    ids: list[int],
+    ids: Any,
     offsets: list[tuple[int, int]] | None,
     safe: bool,
-    mask: list[int] | None = None,
+    mask: Any = None,
 ) -> Encoding:
-    # `ids` and `offsets` are fresh lists from the tokenizer: no copy needed.
-    enc = Encoding(text, ids, [1] * len(ids), offsets=offsets, assistant_mask=mask)
+    # `ids` and `offsets` are fresh from the tokenizer: no copy needed. Ids held as an array
+    # (prepare's fast path) get an array of ones, which Arrow takes as it is.
+    enc = Encoding(text, ids, _ones(ids), offsets=offsets, assistant_mask=mask)
     bos = tokenizer.bos_id
-    if bos is not None and safe and enc.input_ids[:2] == [bos, bos]:
+    if bos is not None and safe and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
         # Never a double BOS (a template writing {{ bos_token }} twice, or data starting with
         # one): the reference keeps both, so only sanitize_control_tokens=False does too.
-        del enc.input_ids[0], enc.attention_mask[0]
-        for extra in (enc.offsets, enc.assistant_mask):
-            if extra is not None:
-                del extra[0]
+        enc.input_ids, enc.attention_mask = enc.input_ids[1:], enc.attention_mask[1:]
+        if enc.offsets is not None:
+            enc.offsets = enc.offsets[1:]
+        if enc.assistant_mask is not None:
+            enc.assistant_mask = enc.assistant_mask[1:]
         enc.removed_duplicate_bos = True
-    enc.missing_bos = tokenizer.adds_bos and (not enc.input_ids or enc.input_ids[0] != bos)
+    enc.missing_bos = bool(tokenizer.adds_bos and (not len(enc.input_ids) or enc.input_ids[0] != bos))
     return enc
+
+
+def _ones(ids: Any) -> Any:
+    if hasattr(ids, "dtype"):
+        import numpy as np
+
+        return np.ones(len(ids), np.int8)
+    return [1] * len(ids)
 
 
 def _limit(tokenizer: ChatTokenizer, max_length: int | None) -> int | None:

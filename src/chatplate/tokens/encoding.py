@@ -67,12 +67,15 @@ def encode_texts(
     marker: Marker | None,
     with_offsets: bool,
     spans: Sequence[Spans | None] | None = None,
-) -> list[tuple[str, list[int], list[tuple[int, int]] | None, list[int] | None]]:
+    arrays: bool = False,
+) -> list[tuple[str, Any, list[tuple[int, int]] | None, Any]]:
     """Encode rendered prompts (markers included, if any) as ``(text, ids, offsets, mask)``.
 
     Prompts without marked tokens are encoded whole, in one batched call into the tokenizer's
     Rust threads; only prompts carrying marked control tokens are encoded piece by piece.
     ``spans`` (character spans per prompt, in the marked text) give each prompt its token mask.
+    With ``arrays``, ids and masks from the fast path stay numpy arrays (``prepare`` writes them
+    to Arrow as they are: building Python ints costs more than the encoding); others are lists.
     """
     from ..training.masks import clean_positions, mask_from_encoding, mask_from_offsets, token_mask
 
@@ -102,6 +105,8 @@ def encode_texts(
             wanted = spans[index] if spans is not None else None
             mask = mask_from_offsets(starts, ends, wanted) if wanted is not None else None
             offsets = list(zip(starts.tolist(), ends.tolist())) if with_offsets else None
+            if not arrays:
+                ids, mask = ids.tolist(), mask.tolist() if mask is not None else None
             results[index] = (rendered[index], ids, offsets, mask)
         whole = [index for index in whole if results[index] is None]
     if whole:

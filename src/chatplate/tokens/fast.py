@@ -86,20 +86,20 @@ class FastEncoder:
             return spaced, 0
         return META + spaced, 1
 
-    def encode(self, texts: Sequence[str], with_offsets: bool) -> list[tuple[list[int], np.ndarray | None, np.ndarray | None]]:
-        """``(ids, starts, ends)`` per text; ``starts``/``ends`` are character offsets (or
-        ``None`` without ``with_offsets``)."""
+    def encode(self, texts: Sequence[str], with_offsets: bool) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """``(ids, starts, ends)`` per text, as arrays (the ids are views of one buffer);
+        ``starts``/``ends`` are character offsets (or ``None`` without ``with_offsets``)."""
         import numpy as np
 
         prepared = [self._prepared(text) for text in texts]
         flat, bounds = self.fast.encode_batch_flat([text for text, _ in prepared], add_special_tokens=False)
         ids = np.frombuffer(flat, np.uint32)
         cuts = np.frombuffer(bounds, np.uint64).astype(np.int64)
-        out: list[tuple[list[int], Any, Any]] = []
+        out: list[tuple[Any, Any, Any]] = []
         for index, (text, added) in enumerate(prepared):
             row = ids[cuts[index] : cuts[index + 1]]
             if not with_offsets:
-                out.append((row.tolist(), None, None))
+                out.append((row, None, None))
                 continue
             ends = np.cumsum(self.lengths[row])
             starts = ends - self.lengths[row]
@@ -118,7 +118,7 @@ class FastEncoder:
                 ends = ends - added
                 if len(ends) and ends[0] == 0:
                     ends[0] = 1
-            out.append((row.tolist(), starts, ends))
+            out.append((row, starts, ends))
         return out
 
 
@@ -241,7 +241,8 @@ def _self_check(encoder: FastEncoder, backend: tokenizers.Tokenizer) -> str | No
     # Texts the fast path would hand to tokenizers anyway are no test of it.
     probes = [text for text in probes if encoder.accepts(text)]
     expected = backend.encode_batch(probes, add_special_tokens=False)
-    for text, (ids, starts, ends), reference in zip(probes, encoder.encode(probes, True), expected):
+    for text, (row, starts, ends), reference in zip(probes, encoder.encode(probes, True), expected):
+        ids = row.tolist()
         if ids != reference.ids:
             return f"its ids differ from tokenizers' on {text[:40]!r}"
         offsets = np.stack([starts, ends], axis=1).tolist() if ids else []

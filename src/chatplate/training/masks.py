@@ -81,9 +81,13 @@ def conversation_spans(
     """
     if render_kwargs.get("continue_final_message"):
         raise InputError("continue_final_message cannot be combined with training masks (the last turn is open)")
-    messages = validate_conversation(conversation)
-    # "train" is chatplate's annotation, not message data: templates never see it.
-    trained = [message.pop("train", True) is not False for message in messages]
+    if type(conversation) is list and not any(type(m) is dict and "train" in m for m in conversation):
+        # Nothing to remove: the render validates it (and keeps its own copy).
+        messages, trained = conversation, [True] * len(conversation)
+    else:
+        # "train" is chatplate's annotation, not message data: templates never see it.
+        messages = validate_conversation(conversation)
+        trained = [message.pop("train", True) is not False for message in messages]
     source = template.templates[template._pick(render_kwargs.get("tools"))]
     use_blocks = engine.has_generation_blocks(source) if options.derive is None else not options.derive
     # Validated and marked once; the prefixes derived masks need are rendered from it.
@@ -298,12 +302,12 @@ def token_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, in
     return mask
 
 
-def mask_from_offsets(starts: Any, ends: Any, spans: Sequence[tuple[int, int]]) -> list[int]:
+def mask_from_offsets(starts: Any, ends: Any, spans: Sequence[tuple[int, int]]) -> Any:
     """:func:`token_mask` for offsets held as two numpy arrays (non-decreasing, as a
-    tokenizer's are): each span is a slice found by binary search.
+    tokenizer's are), as an ``int8`` array: each span is a slice found by binary search.
 
     >>> import numpy as np
-    >>> mask_from_offsets(np.array([0, 3, 5, 9]), np.array([3, 5, 9, 10]), [(4, 9)])
+    >>> mask_from_offsets(np.array([0, 3, 5, 9]), np.array([3, 5, 9, 10]), [(4, 9)]).tolist()
     [0, 1, 1, 0]
     """
     import numpy as np
@@ -312,7 +316,7 @@ def mask_from_offsets(starts: Any, ends: Any, spans: Sequence[tuple[int, int]]) 
     for start, end in spans:
         mask[np.searchsorted(ends, start, "right") : np.searchsorted(starts, end, "left")] = 1
     mask[ends <= starts] = 0
-    return mask.tolist()
+    return mask
 
 
 def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, int]]) -> list[int]:
@@ -331,12 +335,17 @@ def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, in
     return mask
 
 
-def labels_from(input_ids: Sequence[int], mask: list[int]) -> list[int]:
-    """The ids where trained, ``-100`` (ignored by the loss) elsewhere.
+def labels_from(input_ids: Any, mask: Any) -> Any:
+    """The ids where trained, ``-100`` (ignored by the loss) elsewhere (an ``int32`` array for
+    numpy input, else a list).
 
     >>> labels_from([5, 6, 7], [0, 1, 1])
     [-100, 6, 7]
     """
+    if hasattr(mask, "dtype"):  # numpy arrays (prepare's fast path)
+        import numpy as np
+
+        return np.where(mask.astype(bool), input_ids, IGNORE_INDEX).astype(np.int32)
     labels = [IGNORE_INDEX] * len(input_ids)
     # Copy each trained run as a slice: runs are few, tokens many.
     start, length = 0, len(mask)

@@ -62,18 +62,34 @@ def arrow_schema() -> Any:
 
 
 def to_arrow(columns: Columns) -> Any:
-    """One chunk's columns as a ``pyarrow.RecordBatch`` (built where the chunk was encoded)."""
+    """One chunk's columns as a ``pyarrow.RecordBatch`` (built where the chunk was encoded).
+
+    Rows are numpy arrays (the fast tokenizer's) or lists: they are joined into one values
+    array and offsets, which Arrow takes without a Python object per token.
+    """
     pa, _ = _pyarrow()
-    ids = pa.array(columns["input_ids"], type=pa.list_(pa.int32()))
+    import numpy as np
+
+    def arrow(values: Any, kind: Any) -> Any:
+        # From the buffer: pa.array on numpy input imports pandas (a quarter second per worker).
+        return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+    lengths = np.fromiter(map(len, columns["input_ids"]), np.int64, len(columns["input_ids"]))
+    offsets = arrow(np.concatenate(([0], np.cumsum(lengths))).astype(np.int32), pa.int32())
+
+    def joined(rows: list[Any]) -> Any:
+        values = np.concatenate(rows).astype(np.int32, copy=False) if rows else np.zeros(0, np.int32)
+        return pa.ListArray.from_arrays(offsets, arrow(values, pa.int32()))
+
     # Every kept token is attended to: the mask is the ids' shape filled with ones.
-    ones = pa.Array.from_buffers(pa.int8(), len(ids.values), [None, pa.py_buffer(b"\x01" * len(ids.values))])
+    ones = arrow(np.ones(int(lengths.sum()), np.int8), pa.int8())
     return pa.record_batch(
         [
-            ids,
-            pa.ListArray.from_arrays(ids.offsets, ones),
-            pa.array(columns["labels"], type=pa.list_(pa.int32())),
-            pa.array(columns["n_tokens"], type=pa.int32()),
-            pa.array(columns["n_trained"], type=pa.int32()),
+            joined(columns["input_ids"]),
+            pa.ListArray.from_arrays(offsets, ones),
+            joined(columns["labels"]),
+            arrow(lengths.astype(np.int32), pa.int32()),
+            arrow(np.asarray(columns["n_trained"], np.int32), pa.int32()),
         ],
         schema=arrow_schema(),
     )
@@ -84,7 +100,9 @@ class _ParquetWriter:
         _, pq = _pyarrow()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._writer = pq.ParquetWriter(str(path), arrow_schema())
+        # Measured on prepared chats: dictionary-encoding token ids costs twice the write time of
+        # zstd alone and gives a larger file; the all-ones attention mask is one run in a dictionary.
+        self._writer = pq.ParquetWriter(str(path), arrow_schema(), compression="zstd", use_dictionary=["attention_mask"])
 
     def write(self, batch: Any) -> None:
         if batch.num_rows:

@@ -188,7 +188,7 @@ def encode_records(
     turns = settings.max_length if settings.truncation == "turns" else None
     encoded = encode_examples(template, tokenizer, [item for *_, item in examples],
                               sanitize_control_tokens=settings.sanitize_control_tokens, masks=settings.masks,
-                              turns_max_length=turns)
+                              turns_max_length=turns, arrays=not settings.jsonl)
     columns: Columns = {name: [] for name in COLUMNS}
     for (row, line, record, _), enc in zip(examples, encoded):
         if isinstance(enc, ChatplateError):
@@ -201,7 +201,8 @@ def encode_records(
             _cut(enc, settings.max_length, tokenizer.truncation_side)
             _label([enc])
         assert enc.assistant_mask is not None and enc.labels is not None
-        n_trained = sum(enc.assistant_mask)
+        mask = enc.assistant_mask
+        n_trained = int(mask.sum()) if hasattr(mask, "dtype") else sum(mask)
         if not n_trained:
             errors.append(_error(row, line, "no_trained_tokens", "no token of this conversation is trained (no assistant "
                                  "turn, or all of it truncated away)", record))
