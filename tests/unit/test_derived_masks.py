@@ -154,3 +154,48 @@ def test_assistant_content_is_trained_and_nothing_else(name: str) -> None:
                 assert not any(covered), (case["id"], role, enc.text[start:end])
             checked += 1
     assert checked, "no message content found in any rendering"
+
+
+HARMONY_LIKE = """{%- for m in messages -%}
+<|start|>{{ m.role }}
+{%- if m.role == 'assistant' -%}
+{%- if loop.last and m.thinking %}<|channel|>analysis<|message|>{{ m.thinking }}<|end|><|start|>assistant{% endif -%}
+<|channel|>final<|message|>{{ m.content }}{{ '<|return|>' if loop.last else '<|end|>' }}
+{%- else %}<|message|>{{ m.content }}<|end|>{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt %}<|start|>assistant{% endif -%}"""
+
+
+def trained_text(enc: Any) -> list[str]:
+    """The trained runs of characters, in order."""
+    runs: list[str] = []
+    previous = False
+    for (start, end), flag in zip(enc.offsets, enc.assistant_mask):
+        if flag and previous:
+            runs[-1] += enc.text[start:end]
+        elif flag:
+            runs.append(enc.text[start:end])
+        previous = bool(flag)
+    return runs
+
+
+@pytest.mark.parametrize("source", ["hand-written", "trl__gptoss"])
+def test_history_turns_closed_by_another_marker_than_the_last_are_trained_through_it(source: str) -> None:
+    """A template that drops reasoning from history and closes history turns with <|end|> but
+    the last with <|return|>: every assistant turn is trained from its generation prompt through
+    its own closing marker."""
+    if source == "hand-written":
+        data: dict[str, Any] = {"template": HARMONY_LIKE, "bos_token": None, "eos_token": "<|return|>"}
+    else:
+        data = template_data(source)
+    template = chatplate.ChatTemplate(data["template"], data["bos_token"], data["eos_token"], tokenizer=tokenizer_for(data))
+    chat = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello there", "thinking": "greet them"},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye now", "thinking": "farewell"},
+    ]
+    enc = template.encode(chat, return_assistant_mask=True, return_offsets=True)
+    history, last = trained_text(enc)
+    assert history == "<|channel|>final<|message|>Hello there<|end|>"
+    assert last.startswith("<|channel|>analysis<|message|>farewell") and last.endswith("Goodbye now<|return|>")

@@ -143,16 +143,12 @@ def _derived_turns(
                 index=index,
             )
         start = common_prefix(prefix, turn)
-        content = _last_text(message.get("content"))
-        if marker is not None and content:
-            content = mark(content, marker.for_role(role))  # as the data reaches the rendered text
+        content = _marked_text(message, marker)
         rendered_content = bool(content) and content in turn[start:]
         # The prefix is trusted only if the turn before this one ends inside it (a template may
         # render earlier messages elsewhere once there are more of them: a system prompt moved
         # into the last user turn, say).
-        before = _last_text(messages[index - 1].get("content")) if index else ""
-        if marker is not None and before:
-            before = mark(before, marker.for_role(messages[index - 1].get("role")))
+        before = _marked_text(messages[index - 1], marker) if index else ""
         stable = start >= cursor and text.startswith(turn[:start]) and not (before and before in turn and before not in turn[:start])
         span = None
         if stable:
@@ -161,17 +157,31 @@ def _derived_turns(
                 span = (start, end)
         if span is None and rendered_content:
             # The template renders this turn differently once later turns exist (reasoning
-            # dropped from history, say): the turn is its content, through the marker after it.
+            # dropped from history, say): the turn is its content, through the marker after it,
+            # from the end of its generation prompt when that is known.
             at = text.find(content, cursor)
             if at >= 0:
                 end = at + len(content)
                 following = _marker_after(text, end, eot)
-                # Only the marker that closes the content in the turn's own rendering is this
-                # turn's; another control token there belongs to what follows.
+                # Only a marker that closes messages is this turn's; another control token there
+                # belongs to what follows. It closes messages if it closes this content in the
+                # turn's own rendering, or the message before it in the whole conversation (a
+                # template may close history turns with another marker than the last one:
+                # harmony's <|end|> and <|return|>).
                 closing = _marker_after(turn, turn.find(content, start) + len(content), eot)
-                if following and closing and following.group() == closing.group():
+                previous = text.rfind(before, 0, at) if before else -1
+                closes_previous = _marker_after(text, previous + len(before), eot) if previous >= 0 else None
+                if following and any(m and m.group() == following.group() for m in (closing, closes_previous)):
                     end = following.end()
-                span = (at, end)
+                # What the template writes before the content is the turn's, unless another
+                # message's text is in it (tool results folded into the model's turn).
+                lead = text[start:at] if stable and start <= at else None
+                if lead and any(
+                    other and other in lead
+                    for other in (_marked_text(m, marker) for j, m in enumerate(messages) if j != index)
+                ):
+                    lead = None
+                span = (at - len(lead) if lead is not None else at, end)
         if span is None and stable:
             span = (start, _turn_end(text, turn, start, eot))
         if span is None:
@@ -244,6 +254,12 @@ def _last_text(content: Any) -> str:
             if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"].strip():
                 return part["text"].strip()
     return ""
+
+
+def _marked_text(message: Any, marker: Marking | None) -> str:
+    """:func:`_last_text` of a message as it reaches the rendered text (marked, if data is)."""
+    text = _last_text(message.get("content"))
+    return mark(text, marker.for_role(message.get("role"))) if marker is not None and text else text
 
 
 def _render_prefix(template: ChatTemplate, prepared: Any, count: int, generation_prompt: bool) -> str | None:
