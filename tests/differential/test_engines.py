@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import chatplate
 from chatplate.tokens import ChatTokenizer
@@ -159,3 +160,27 @@ def test_prepare_writes_the_same_rows_with_both_engines(tmp_path: Any, name: str
             expected.append(enc)
     drop_rows = written[0][1]
     assert [(row["input_ids"], row["labels"]) for row in drop_rows] == [(e.input_ids, e.labels) for e in expected]
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_masks_read_in_bytes_equal_masks_read_from_tokenizers_offsets(name: str, data: st.DataObject) -> None:
+    """The fast path reads masks against byte offsets; tokenizers' character offsets, read by
+    the one overlap rule, must give the same masks (multi-byte characters split across tokens,
+    SentencePiece's leading ▁, spans at the very start and end)."""
+    from chatplate.tokens.spans import token_mask
+
+    fast, _ = engines(name)
+    pieces = st.sampled_from([*"ab é東😀👍🏽\n\t<|>", "<|im_end|>", "<|eot_id|>", "[INST]", "  ", "word"])
+    text = "".join(data.draw(st.lists(pieces, min_size=1, max_size=30)))
+    edges = sorted(data.draw(st.lists(st.integers(0, len(text)), min_size=2, max_size=6, unique=True)))
+    spans = [(edges[i], edges[i + 1]) for i in range(0, len(edges) - 1, 2)]
+    encoder = fast.tokenizer.fast
+    assert encoder is not None
+    if not encoder.accepts(text):
+        return
+    [(ids, _, _, mask)] = encoder.encode([text], False, [spans])
+    reference = fast.tokenizer.backend.encode(text, add_special_tokens=False)
+    assert ids.tolist() == reference.ids
+    assert mask.tolist() == token_mask(reference.offsets, spans)

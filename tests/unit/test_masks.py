@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chatplate
-from chatplate.training.masks import mask_from_encoding, token_mask
+from chatplate.tokens.spans import mask_from_encoding, token_mask
 from tests import tokenizer_fixtures
 
 CHAT = [

@@ -13,6 +13,7 @@ from ..errors import ChatplateError, InputError, MissingBosWarning, TruncationEr
 from ..messages import validate_conversation
 from .encoding import BatchEncoding, Encoding, Padding, encode_texts, pad_batch, to_tensors
 from .safety import Marker, Marking, marker_for, split_marked
+from .spans import labels_from
 from .tokenizer import ChatTokenizer
 
 if TYPE_CHECKING:
@@ -93,8 +94,6 @@ def encode_examples(
 
 
 def _label(encodings: list[Encoding]) -> None:
-    from ..training.masks import labels_from
-
     for enc in encodings:
         if enc.assistant_mask is not None:
             enc.labels = labels_from(enc.input_ids, enc.assistant_mask)

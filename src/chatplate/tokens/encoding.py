@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ..errors import Fix, InputError, MissingDependencyError, TemplateRuntimeError
 from ..messages import lone_surrogate
 from .safety import Marker, has_markers, split_marked
+from .spans import Spans, clean_positions, mask_from_encoding, token_mask
 from .tokenizer import ChatTokenizer
 
 __all__ = ["Encoding", "BatchEncoding"]
@@ -58,9 +59,6 @@ class BatchEncoding(dict):  # type: ignore[type-arg]
             raise AttributeError(name) from None
 
 
-Spans = list[tuple[int, int]]
-
-
 def encode_texts(
     tokenizer: ChatTokenizer,
     rendered: Sequence[str],
@@ -77,7 +75,6 @@ def encode_texts(
     With ``arrays``, ids and masks from the fast path stay numpy arrays (``prepare`` writes them
     to Arrow as they are: building Python ints costs more than the encoding); others are lists.
     """
-    from ..training.masks import clean_positions, mask_from_encoding, mask_from_offsets, token_mask
 
     results: list[Any] = [None] * len(rendered)
     whole: list[int] = []
@@ -100,10 +97,9 @@ def encode_texts(
     fast = tokenizer.fast_for(sum(len(rendered[index]) for index in whole)) if whole else None
     if fast is not None:
         quick = [index for index in whole if fast.accepts(rendered[index])]
-        encoded = fast.encode([rendered[index] for index in quick], with_offsets or spans is not None)
-        for index, (ids, starts, ends) in zip(quick, encoded):
-            wanted = spans[index] if spans is not None else None
-            mask = mask_from_offsets(starts, ends, wanted) if wanted is not None else None
+        wanted_spans = [spans[index] for index in quick] if spans is not None else None
+        encoded = fast.encode([rendered[index] for index in quick], with_offsets, wanted_spans)
+        for index, (ids, starts, ends, mask) in zip(quick, encoded):
             offsets = list(zip(starts.tolist(), ends.tolist())) if with_offsets else None
             if not arrays:
                 ids, mask = ids.tolist(), mask.tolist() if mask is not None else None

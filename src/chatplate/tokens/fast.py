@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, MissingDependencyError, TokenizerBackendWarning
+from .spans import Spans, mask_from_offsets
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,23 +87,33 @@ class FastEncoder:
             return spaced, 0
         return META + spaced, 1
 
-    def encode(self, texts: Sequence[str], with_offsets: bool) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
-        """``(ids, starts, ends)`` per text, as arrays (the ids are views of one buffer);
-        ``starts``/``ends`` are character offsets (or ``None`` without ``with_offsets``)."""
+    def encode(
+        self, texts: Sequence[str], with_offsets: bool, spans: Sequence[Spans | None] | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
+        """``(ids, starts, ends, mask)`` per text, as arrays (the ids are views of one buffer):
+        ``starts``/``ends`` are character offsets (``None`` without ``with_offsets``), ``mask``
+        the tokens overlapping the text's character ``spans`` (``None`` without them)."""
         import numpy as np
 
         prepared = [self._prepared(text) for text in texts]
         flat, bounds = self.fast.encode_batch_flat([text for text, _ in prepared], add_special_tokens=False)
         ids = np.frombuffer(flat, np.uint32)
         cuts = np.frombuffer(bounds, np.uint64).astype(np.int64)
-        out: list[tuple[Any, Any, Any]] = []
+        out: list[tuple[Any, Any, Any, Any]] = []
         for index, (text, added) in enumerate(prepared):
             row = ids[cuts[index] : cuts[index + 1]]
-            if not with_offsets:
-                out.append((row, None, None))
+            wanted = spans[index] if spans is not None else None
+            if not with_offsets and wanted is None:
+                out.append((row, None, None, None))
                 continue
             ends = np.cumsum(self.lengths[row])
             starts = ends - self.lengths[row]
+            # Masks are read in bytes: the spans' edges moved to bytes cost far less than every
+            # token's offset moved to characters.
+            mask = mask_from_offsets(starts, ends, _byte_spans(text, wanted, added)) if wanted is not None else None
+            if not with_offsets:
+                out.append((row, None, None, mask))
+                continue
             if not text.isascii():
                 data = np.frombuffer(text.encode("utf-8"), np.uint8)
                 # The character each byte belongs to: count the bytes that start a character.
@@ -118,8 +129,23 @@ class FastEncoder:
                 ends = ends - added
                 if len(ends) and ends[0] == 0:
                     ends[0] = 1
-            out.append((row, starts, ends))
+            out.append((row, starts, ends, mask))
         return out
+
+
+def _byte_spans(text: str, spans: Spans, added: int) -> Spans:
+    """``spans`` (characters of the text before :meth:`FastEncoder._prepared`) as byte spans
+    of the ``text`` it prepared, which has ``added`` characters in front. The first character
+    of the original owns the added ``▁``, so a span starting there starts at byte 0."""
+    edges = sorted({edge for span in spans for edge in span})
+    at: dict[int, int] = {}
+    position = size = 0
+    for edge in edges:
+        moved = edge + added if edge else 0
+        size += len(text[position:moved].encode("utf-8"))
+        position = moved
+        at[edge] = size
+    return [(at[start], at[end]) for start, end in spans]
 
 
 def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> FastEncoder | None:
@@ -241,7 +267,7 @@ def _self_check(encoder: FastEncoder, backend: tokenizers.Tokenizer) -> str | No
     # Texts the fast path would hand to tokenizers anyway are no test of it.
     probes = [text for text in probes if encoder.accepts(text)]
     expected = backend.encode_batch(probes, add_special_tokens=False)
-    for text, (row, starts, ends), reference in zip(probes, encoder.encode(probes, True), expected):
+    for text, (row, starts, ends, _), reference in zip(probes, encoder.encode(probes, True), expected):
         ids = row.tolist()
         if ids != reference.ids:
             return f"its ids differ from tokenizers' on {text[:40]!r}"

@@ -9,13 +9,12 @@ Two sources of spans, one result (character spans in the rendered text):
   token). Derivation renders each trained turn's prefixes, so it costs two extra renders per
   trained turn.
 
-Spans become token masks in :func:`token_mask` by one rule: a token is trained when its
-characters overlap a span, so a token straddling a span edge is trained.
+Spans become token masks in :mod:`chatplate.tokens.spans` by one rule: a token is trained when
+its characters overlap a span, so a token straddling a span edge is trained.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,15 +23,13 @@ from typing import TYPE_CHECKING, Any
 from .. import engine
 from ..errors import ChatplateError, InputError, MaskError
 from ..messages import validate_conversation
-from ..tokens.safety import MARKS, START, Marker, Marking, has_markers, mark
+from ..tokens.safety import START, Marker, Marking, mark
+from ..tokens.spans import IGNORE_INDEX, labels_from, token_mask
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
 
-__all__ = ["MaskOptions", "conversation_spans", "token_mask", "mask_from_encoding", "labels_from"]
-
-IGNORE_INDEX = -100
-
+__all__ = ["MaskOptions", "conversation_spans", "common_prefix", "token_mask", "labels_from", "IGNORE_INDEX"]
 
 @dataclass(frozen=True)
 class MaskOptions:
@@ -284,95 +281,3 @@ def _through_end_of_turn(text: str, start: int, end: int, eot: Marker, include: 
         return (start, found[-1].end()) if include else (start, found[-1].start())
     stripped = text[start:end].rstrip()
     return start, start + len(stripped)
-
-
-def clean_positions(text: str, positions: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Spans in marked text mapped into the text without markers (markers are removed there)."""
-    if not has_markers(text):
-        return positions
-    marks = [i for i, char in enumerate(text) if char in MARKS]
-
-    def clean(position: int) -> int:
-        return position - bisect.bisect_left(marks, position)
-
-    return [(clean(s), clean(e)) for s, e in positions]
-
-
-def token_mask(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
-    """1 for every token whose characters overlap a span, 0 elsewhere (zero-width tokens: 0).
-
-    >>> token_mask([(0, 3), (3, 5), (5, 9), (9, 10)], [(4, 9)])
-    [0, 1, 1, 0]
-    """
-    mask = [0] * len(offsets)
-    if not spans:
-        return mask
-    ends = [e for _, e in spans]
-    for index, (start, end) in enumerate(offsets):
-        if end <= start:
-            continue
-        # The first span ending after this token's start; trained if it starts before its end.
-        at = bisect.bisect_right(ends, start)
-        if at < len(spans) and spans[at][0] < end:
-            mask[index] = 1
-    return mask
-
-
-def mask_from_offsets(starts: Any, ends: Any, spans: Sequence[tuple[int, int]]) -> Any:
-    """:func:`token_mask` for offsets held as two numpy arrays (non-decreasing, as a
-    tokenizer's are), as an ``int8`` array: each span is a slice found by binary search.
-
-    >>> import numpy as np
-    >>> mask_from_offsets(np.array([0, 3, 5, 9]), np.array([3, 5, 9, 10]), [(4, 9)]).tolist()
-    [0, 1, 1, 0]
-    """
-    import numpy as np
-
-    mask = np.zeros(len(starts), np.int8)
-    for start, end in spans:
-        mask[np.searchsorted(ends, start, "right") : np.searchsorted(starts, end, "left")] = 1
-    mask[ends <= starts] = 0
-    return mask
-
-
-def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, int]]) -> list[int]:
-    """:func:`token_mask` for a ``tokenizers.Encoding`` of the unmarked text, read through its
-    ``char_to_token`` at the span edges instead of every token's offsets."""
-    mask = [0] * length
-    for start, end in spans:
-        first = next((t for t in map(encoding.char_to_token, range(start, end)) if t is not None), None)
-        if first is None:
-            continue
-        last = next(t for t in map(encoding.char_to_token, range(end - 1, start - 1, -1)) if t is not None)
-        # Several tokens can share the last character (byte fallback): all of them overlap.
-        while last + 1 < length and (chars := encoding.token_to_chars(last + 1)) is not None and chars[0] < end:
-            last += 1
-        mask[first : last + 1] = [1] * (last + 1 - first)
-    return mask
-
-
-def labels_from(input_ids: Any, mask: Any) -> Any:
-    """The ids where trained, ``-100`` (ignored by the loss) elsewhere (an ``int32`` array for
-    numpy input, else a list).
-
-    >>> labels_from([5, 6, 7], [0, 1, 1])
-    [-100, 6, 7]
-    """
-    if hasattr(mask, "dtype"):  # numpy arrays (prepare's fast path)
-        import numpy as np
-
-        return np.where(mask.astype(bool), input_ids, IGNORE_INDEX).astype(np.int32)
-    labels = [IGNORE_INDEX] * len(input_ids)
-    # Copy each trained run as a slice: runs are few, tokens many.
-    start, length = 0, len(mask)
-    while True:
-        try:
-            start = mask.index(1, start)
-        except ValueError:
-            return labels
-        try:
-            end = mask.index(0, start)
-        except ValueError:
-            end = length
-        labels[start:end] = input_ids[start:end]
-        start = end
