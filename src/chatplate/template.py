@@ -8,44 +8,21 @@ import inspect
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from datetime import datetime
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from . import engine
-from .errors import (
-    ContinuationError,
-    DocumentsError,
-    Fix,
-    InputError,
-    TemplateNotFoundError,
-    ToolSchemaError,
-    UnusedVariableWarning,
-)
-from .limits import DEFAULT_LIMITS, Limits
-from .messages import (
-    REASONING_FIELDS,
-    alias_reasoning,
-    check_roles,
-    plain_input,
-    to_plain,
-    validate_conversation,
-    validate_documents,
-)
+from .errors import Fix, InputError, TemplateNotFoundError, UnusedVariableWarning
+from .limits import Limits
+from .rendering import Renderer, RenderResult, check_limits, render_kwargs
 from .tokens.encoding import BatchEncoding, Encoding
-from .tokens.safety import Marking, mark, mark_messages, unescape_markers
 from .tokens.tokenizer import ChatTokenizer
-from .tools import to_tool_schemas
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["ChatTemplate", "RenderResult"]
-
-# Appended to the text being continued, then cut off again; the same tag as the reference, so
-# templates that inspect the message see exactly what they would see there.
-_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
 Tool = Mapping[str, Any] | Callable[..., Any]
 # Variables a caller may pass whether or not the template reads them: transformers passes the
@@ -55,18 +32,6 @@ _SPECIAL_TOKEN_VARIABLES = frozenset(
      "additional_special_tokens")
 )
 TokenizerLike = Any  # a tokenizer.json path, a model directory, a tokenizers.Tokenizer or a ChatTokenizer
-
-
-@dataclass(frozen=True)
-class RenderResult:
-    """A rendered prompt and where its ``{% generation %}`` blocks landed.
-
-    ``generation_spans`` are half-open ``(start, end)`` offsets into ``text``, one per generation
-    block the template executed, exactly as transformers reports them.
-    """
-
-    text: str
-    generation_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 class ChatTemplate:
@@ -110,17 +75,9 @@ class ChatTemplate:
                     if len(templates) > 1 else "ChatTemplate(source): the source is an empty string; pass the Jinja "
                     "text of a chat template (or use chatplate.load for files, model directories and built-ins)"
                 )
-        self.templates: dict[str, str] = templates
-        self.bos_token = bos_token
-        self.eos_token = eos_token
-        self.special_tokens: dict[str, str] = to_plain(dict(special_tokens or {}))
-        self.origin = origin
-        self.limits = _check_limits(limits) if limits is not None else DEFAULT_LIMITS
-        # Roles beyond the standard ones that this template turns into control tokens.
-        self.roles: frozenset[str] = frozenset(roles)
-        self._compiled = {
-            name: engine.compile_template(text, self._label(name)) for name, text in templates.items()
-        }
+        # The rendering layer under this façade (what tokens and training are given); the
+        # attributes below read and set it.
+        self.renderer = Renderer(templates, bos_token, eos_token, special_tokens, origin, limits, frozenset(roles))
         self._tokenizer_source = tokenizer
         self._tokenizer: ChatTokenizer | None = tokenizer if isinstance(tokenizer, ChatTokenizer) else None
         # Per named template: (names accepted silently, names the template reads); filled lazily
@@ -136,6 +93,55 @@ class ChatTemplate:
             (self.templates, self.bos_token, self.eos_token, self.special_tokens, self.origin,
              self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits, self.roles),
         )
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """Name -> Jinja text (``default``, and ``tool_use`` or others for named templates)."""
+        return self.renderer.templates
+
+    @property
+    def bos_token(self) -> str | None:
+        return self.renderer.bos_token
+
+    @bos_token.setter
+    def bos_token(self, value: str | None) -> None:
+        self.renderer.bos_token = value
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.renderer.eos_token
+
+    @eos_token.setter
+    def eos_token(self, value: str | None) -> None:
+        self.renderer.eos_token = value
+
+    @property
+    def special_tokens(self) -> dict[str, str]:
+        """Further special-token variables (``unk_token``, ``pad_token``...), as transformers passes them."""
+        return self.renderer.special_tokens
+
+    @property
+    def origin(self) -> str | None:
+        """Where the template came from (a path, hub id or built-in name), for messages."""
+        return self.renderer.origin
+
+    @property
+    def limits(self) -> Limits:
+        """The render limits (see :class:`~chatplate.Limits`); settable."""
+        return self.renderer.limits
+
+    @limits.setter
+    def limits(self, value: Limits) -> None:
+        self.renderer.limits = check_limits(value)
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """Roles beyond the standard ones that this template turns into control tokens; settable."""
+        return self.renderer.roles
+
+    @roles.setter
+    def roles(self, value: Iterable[str]) -> None:
+        self.renderer.roles = frozenset(value)
 
     @property
     def tokenizer(self) -> ChatTokenizer:
@@ -156,7 +162,7 @@ class ChatTemplate:
     @property
     def source(self) -> str:
         """The Jinja text used when no tools are given (the ``default`` template)."""
-        return self.templates[self._pick(None)]
+        return self.renderer.source(None)
 
     def __repr__(self) -> str:
         names = ", ".join(self.templates)
@@ -189,7 +195,7 @@ class ChatTemplate:
         """
         if variables:
             self._warn_unused(tools, variables.keys(), "render")
-        return self._render_prepared(self._prepare(
+        return self.renderer.render(self.renderer.prepare(
             messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, False, None, limits,
         )).text
 
@@ -213,7 +219,7 @@ class ChatTemplate:
         """
         if variables:
             self._warn_unused(tools, variables.keys(), "render_spans")
-        return self._render_prepared(self._prepare(
+        return self.renderer.render(self.renderer.prepare(
             messages, tools, documents, add_generation_prompt, continue_final_message, now, variables, True, None, limits,
         ))
 
@@ -263,10 +269,10 @@ class ChatTemplate:
         if variables:
             self._warn_unused(tools, variables.keys(), "encode")
         [encoding] = encode_conversations(
-            self,
+            self.renderer,
             self.tokenizer,
             [messages],
-            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits),
+            render_kwargs=render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits),
             sanitize_control_tokens=sanitize_control_tokens,
             truncation=truncation,
             max_length=max_length,
@@ -313,10 +319,10 @@ class ChatTemplate:
         if variables:
             self._warn_unused(tools, variables.keys(), "encode_batch")
         encodings = encode_conversations(
-            self,
+            self.renderer,
             self.tokenizer,
             list(conversations),
-            render_kwargs=_render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits),
+            render_kwargs=render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits),
             sanitize_control_tokens=sanitize_control_tokens,
             truncation=truncation,
             max_length=max_length,
@@ -414,10 +420,6 @@ class ChatTemplate:
         """
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    def _render_marked(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
-        """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
-        return self._render_prepared(self._prepare(conversation, **render_kwargs, with_spans=False, marker=marker)).text
-
     def save(self, directory: str | PathLike[str]) -> list[Path]:
         """Write the templates as transformers 5 does (``chat_template.jinja`` and
         ``additional_chat_templates/NAME.jinja``), keeping the rest of ``tokenizer_config.json``.
@@ -431,30 +433,13 @@ class ChatTemplate:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _label(self, name: str) -> str:
-        label = self.origin or "chat template"
-        return label if len(self.templates) == 1 else f"{label} [{name}]"
-
-    def _pick(self, tools: Any) -> str:
-        if tools is not None and "tool_use" in self.templates:
-            return "tool_use"
-        if "default" in self.templates:
-            return "default"
-        raise TemplateNotFoundError(
-            "this model has several chat templates and none is called 'default': choose one with "
-            f"{{fix}}; available: {sorted(self.templates)}",
-            fix=Fix("chatplate.load(source, name=...)", "--name NAME"),
-            source=self.origin,
-            looked_for=sorted(self.templates),
-        )
-
     def _warn_unused(self, tools: Any, names: AbstractSet[str], method: str) -> None:
         """Warn once per name about extra keywords the template picked for ``tools`` never reads.
 
         Called directly by each public method, so ``stacklevel=3`` is the caller of that method.
         """
         try:
-            name = self._pick(tools)
+            name = self.renderer.pick(tools)
         except TemplateNotFoundError:
             return  # the render itself raises this, in its own order
         known = self._read_names.get(name)
@@ -470,7 +455,7 @@ class ChatTemplate:
             match = difflib.get_close_matches(keyword, candidates, n=1)
             hint = f"; did you mean {match[0]!r}? It is ignored." if match else "; it is ignored."
             warnings.warn(
-                f"keyword {keyword!r} is not read by the template ({self._label(name)}){hint}",
+                f"keyword {keyword!r} is not read by the template ({self.renderer.label(name)}){hint}",
                 UnusedVariableWarning,
                 stacklevel=3,
             )
@@ -478,100 +463,6 @@ class ChatTemplate:
     def _template_reads(self, name: str) -> tuple[frozenset[str], frozenset[str]]:
         reads = engine.read_variables(self.templates[name])
         return reads | _SPECIAL_TOKEN_VARIABLES | frozenset(self.special_tokens), reads
-
-    def _variables(self, variables: dict[str, Any]) -> dict[str, Any]:
-        merged: dict[str, Any] = dict(self.special_tokens)
-        if self.bos_token is not None:
-            merged["bos_token"] = self.bos_token
-        if self.eos_token is not None:
-            merged["eos_token"] = self.eos_token
-        merged.update(variables)
-        return merged
-
-    def _prepare(
-        self,
-        messages: Any,
-        tools: Any,
-        documents: Any,
-        add_generation_prompt: bool,
-        continue_final_message: bool | str,
-        now: datetime | None,
-        variables: dict[str, Any],
-        with_spans: bool,
-        marker: Marking | None = None,
-        limits: Limits | None = None,
-    ) -> _Prepared:
-        """Validate, then normalise (and mark) the input of a render: done once, rendered as
-        often as needed (derived masks render every prefix of the same conversation)."""
-        # Validate, then normalise, then render: the same steps, in the same order, as the
-        # reference, so the same inputs fail and the same inputs render.
-        limits = self.limits if limits is None else _check_limits(limits)
-        name = self._pick(tools)
-        # One budget for the input's size; each render has its own for its work and output.
-        budget = engine.Budget(limits, now)
-        chat = validate_conversation(messages, limits, budget)
-        if continue_final_message and add_generation_prompt:
-            raise InputError(
-                "continue_final_message and add_generation_prompt cannot be used together: continue the "
-                "final message, or add a prompt for a new assistant message, not both"
-            )
-        if continue_final_message and with_spans:
-            raise InputError("continue_final_message cannot be combined with generation spans")
-        if now is not None and not isinstance(now, datetime):
-            raise InputError(f"now: expected a datetime.datetime, got {type(now).__name__}")
-        tool_schemas = to_tool_schemas(tools)
-        validate_documents(documents)
-        tool_schemas = plain_input(tool_schemas, "tools", budget, ToolSchemaError)
-        documents = plain_input(documents, "documents", budget, DocumentsError)
-        variables = plain_input(variables, "variables", budget)
-        if marker is not None:
-            # Control tokens in the data (not in the template's own special-token variables)
-            # are marked so the encoder can encode them as text.
-            check_roles(chat, marker.data.control, self.roles)
-            chat = mark_messages(chat, marker)
-            tool_schemas, documents, variables = (
-                mark(tool_schemas, marker.data), mark(documents, marker.data), mark(variables, marker.data)
-            )
-        template_vars = self._variables(variables)
-        template_vars["tools"] = tool_schemas
-        template_vars["documents"] = documents
-        chat = alias_reasoning(chat)
-        continued = _open_final_message(chat, continue_final_message, self.templates[name]) if continue_final_message else None
-        return _Prepared(
-            name, chat, template_vars, limits, now, marker is not None, continued, add_generation_prompt, with_spans
-        )
-
-    def _render_prepared(
-        self,
-        prepared: _Prepared,
-        chat: list[dict[str, Any]] | None = None,
-        add_generation_prompt: bool | None = None,
-        with_spans: bool | None = None,
-    ) -> RenderResult:
-        """Render prepared input, as it was prepared or with a prefix of its conversation
-        (``chat``) and other settings (derived masks render every prefix)."""
-        chat = prepared.chat if chat is None else chat
-        add_generation_prompt = prepared.add_generation_prompt if add_generation_prompt is None else add_generation_prompt
-        with_spans = prepared.with_spans if with_spans is None else with_spans
-        template_vars = dict(prepared.variables)
-        template_vars["messages"] = chat
-        template_vars["add_generation_prompt"] = add_generation_prompt
-        budget = engine.Budget(prepared.limits, prepared.now)
-        compiled = self._compiled[prepared.name]
-        try:
-            if with_spans:
-                text, spans = engine.render_with_spans(compiled, template_vars, budget)
-            else:
-                text, spans = engine.render(compiled, template_vars, budget), []
-        except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
-            raise engine.translate_runtime_error(exc, self._label(prepared.name)) from exc
-
-        if prepared.marked:
-            text, spans = unescape_markers(text, spans)
-        if prepared.continued is not None and chat is prepared.chat:
-            text = _close_final_message(text, prepared.continued)
-        return RenderResult(text, spans)
-
 
 @functools.cache
 def _keyword_parameters(method: str) -> frozenset[str]:
@@ -583,37 +474,6 @@ def _keyword_parameters(method: str) -> frozenset[str]:
     )
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A render's input, validated, normalised and (for encoding) marked."""
-
-    name: str
-    chat: list[dict[str, Any]]
-    variables: dict[str, Any]
-    limits: Limits
-    now: datetime | None
-    marked: bool
-    continued: Any
-    add_generation_prompt: bool
-    with_spans: bool
-
-
-def _render_kwargs(
-    tools: Any, documents: Any, add_generation_prompt: bool, continue_final_message: bool | str, now: Any,
-    variables: dict[str, Any], limits: Limits | None = None,
-) -> dict[str, Any]:
-    """The render arguments an encode call carries to ``_render`` for each conversation."""
-    return dict(
-        tools=tools,
-        documents=documents,
-        add_generation_prompt=add_generation_prompt,
-        continue_final_message=continue_final_message,
-        now=now,
-        variables=variables,
-        limits=limits,
-    )
-
-
 def _rebuild_template(
     templates: dict[str, str], bos_token: Any, eos_token: Any, special_tokens: dict[str, str], origin: Any, tokenizer: Any,
     limits: Limits, roles: frozenset[str],
@@ -622,12 +482,6 @@ def _rebuild_template(
         templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer, limits=limits,
         roles=roles,
     )
-
-
-def _check_limits(limits: Any) -> Limits:
-    if not isinstance(limits, Limits):
-        raise InputError(f"limits: expected a chatplate.Limits, got {type(limits).__name__}")
-    return limits
 
 
 def _mask_options(wanted: bool, roles: Any, end_of_turn: bool, last_turn_only: bool) -> Any:
@@ -662,59 +516,3 @@ def _load_tokenizer(source: Any, origin: str | None) -> ChatTokenizer:
         f"tokenizer: expected a tokenizer.json path, a model directory or a tokenizers.Tokenizer, "
         f"got {type(source).__name__}"
     )
-
-
-def _open_final_message(chat: list[Any], continue_final_message: bool | str, source: str) -> str:
-    """Tag the text to continue (in place) and return that text, as the reference does."""
-    field_name = continue_final_message if isinstance(continue_final_message, str) else "content"
-    final = chat[-1]
-    value = final.get(field_name)
-    if value is None:
-        raise ContinuationError(
-            f"continue_final_message: the final message has no {field_name!r} to continue",
-            field=field_name,
-        )
-    fields = [field_name]
-    if field_name in REASONING_FIELDS:
-        # Reasoning is copied under several names; tag every copy, accept whichever the template reads.
-        fields = [name for name in REASONING_FIELDS if final.get(name) == value]
-    if not any(name in source for name in fields):
-        raise ContinuationError(
-            f"continue_final_message: the template never reads the field {field_name!r}, so it cannot be continued",
-            field=field_name,
-        )
-    try:
-        if isinstance(value, (list, tuple)):
-            for part in reversed(value):
-                if "text" in part:
-                    text = part["text"]
-                    part["text"] = part["text"] + _CONTINUE_TAG
-                    return text
-            raise ContinuationError(
-                "continue_final_message: the final message has no text part to continue", field=field_name
-            )
-        for name in fields:
-            final[name] = final[name] + _CONTINUE_TAG
-    except (TypeError, KeyError) as exc:
-        raise ContinuationError(
-            f"continue_final_message: cannot append to the final message's {field_name!r}: {exc}", field=field_name
-        ) from exc
-    return value
-
-
-def _close_final_message(text: str, continued: Any) -> str:
-    tag = _CONTINUE_TAG.strip()
-    try:
-        present = continued.strip() in text and tag in text
-    except (AttributeError, TypeError) as exc:
-        raise ContinuationError(f"continue_final_message: the text to continue is not a string: {exc}") from exc
-    if not present:
-        raise ContinuationError(
-            "continue_final_message: the final message does not appear in the rendered prompt; this template "
-            "drops or rewrites part of it, so it cannot be continued"
-        )
-    cut = text.rindex(tag)
-    if text[cut : cut + len(_CONTINUE_TAG)] == _CONTINUE_TAG:
-        return text[:cut]
-    # The template trimmed the space after the tag, so it trims the message's trailing spacing too.
-    return text[:cut].rstrip()

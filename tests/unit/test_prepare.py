@@ -288,12 +288,19 @@ def test_a_small_input_is_prepared_without_starting_workers(tmp_path: Path, chat
     from chatplate.training import pipeline
 
     def no_pool(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a worker pool was started for a small input")
+        raise AssertionError("a worker pool was started")
 
     source = write_jsonl(tmp_path / "in.jsonl", GOOD * 10)
     monkeypatch.setattr(pipeline, "ProcessPoolExecutor", no_pool)
-    # Four chunks for two workers: starting them would cost more than the work.
-    summary = chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=2, chunk_rows=15)
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    # By default (all cores), starting workers for this little would cost more than the work.
+    summary = chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=5)
     assert summary.rows_written == len(GOOD) * 10
+    # An input as large as the limit gets them; so does an explicit number of workers.
+    monkeypatch.setattr(pipeline, "SMALL_INPUT_BYTES", source.stat().st_size)
     with pytest.raises(AssertionError, match="worker pool"):
-        chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=2, chunk_rows=10)
+        chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=5)
+    monkeypatch.setattr(pipeline, "SMALL_INPUT_BYTES", source.stat().st_size + 1)
+    assert chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=5).rows_written == len(GOOD) * 10
+    with pytest.raises(AssertionError, match="worker pool"):
+        chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=2, chunk_rows=5)

@@ -79,14 +79,14 @@ def prompt_from_template(
         assert enc.offsets is not None
         control = control_ids(template.tokenizer)
         return Prompt(enc.text, [span for token, span in zip(enc.input_ids, enc.offsets) if token in control])
-    from ..template import _render_kwargs
+    from ..rendering import render_kwargs
     from ..tokens.encoder import template_control_spans
 
     plain = template.render(messages, **options, **variables)
     declared = (template.bos_token, template.eos_token, *template.special_tokens.values())
     candidates = {t for t in declared if isinstance(t, str) and t} | {m.group() for m in _CONTROL_SHAPES.finditer(plain)}
-    kwargs = _render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits)
-    text, spans = template_control_spans(template, messages, kwargs, tuple(sorted(candidates)))
+    kwargs = render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits)
+    text, spans = template_control_spans(template.renderer, messages, kwargs, tuple(sorted(candidates)))
     return Prompt(text, spans)
 
 

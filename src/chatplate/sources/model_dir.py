@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptSourceError, InputError
+from ..tokens.tokenizer import json_kind, read_json_object
 from . import Found
 
 if TYPE_CHECKING:
@@ -227,19 +228,19 @@ def parse_chat_template(value: Any, path: Path, origin: str | None = None) -> di
         templates: dict[str, str] = {}
         for index, entry in enumerate(value):
             if not isinstance(entry, dict) or "name" not in entry or "template" not in entry:
-                raise corrupt(f"entry [{index}] is {_describe(entry)}, not an object with 'name' and 'template'")
+                raise corrupt(f"entry [{index}] is {json_kind(entry)}, not an object with 'name' and 'template'")
             name, text = entry["name"], entry["template"]
             if not isinstance(name, str):
-                raise corrupt(f"entry [{index}] has a 'name' that is {_describe(name)}, not a string")
+                raise corrupt(f"entry [{index}] has a 'name' that is {json_kind(name)}, not a string")
             if not isinstance(text, str):
-                raise corrupt(f"entry [{index}] ({name!r}) has a 'template' that is {_describe(text)}, not a string")
+                raise corrupt(f"entry [{index}] ({name!r}) has a 'template' that is {json_kind(text)}, not a string")
             templates[name] = text
         if not templates:
             raise corrupt("is an empty list")
         return templates
     if isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return dict(value)
-    raise corrupt(f"is {_describe(value)}")
+    raise corrupt(f"is {json_kind(value)}")
 
 
 def special_tokens_from_config(config: Mapping[str, Any], path: Path) -> tuple[str | None, str | None, dict[str, str]]:
@@ -263,7 +264,7 @@ def special_tokens_from_config(config: Mapping[str, Any], path: Path) -> tuple[s
         content = _token_content(value, lenient=True)
         if content is None:
             raise CorruptSourceError(
-                f"{path}: {key!r} is {_describe(value)}; a special token must be a string or an object with a "
+                f"{path}: {key!r} is {json_kind(value)}; a special token must be a string or an object with a "
                 "'content' string.",
                 source=str(path),
                 path=str(path),
@@ -299,44 +300,6 @@ def _token_content(value: Any, *, lenient: bool) -> str | None:
     return None
 
 
-def read_json_object(path: Path, origin: str) -> dict[str, Any]:
-    """The JSON object in ``path``; a ``CorruptSourceError`` that says what is wrong otherwise."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise CorruptSourceError(
-            f"{path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}).",
-            source=origin,
-            path=str(path),
-        ) from None
-    except OSError as exc:
-        raise CorruptSourceError(
-            f"{path} cannot be read: {exc.strerror or exc}", source=origin, path=str(path)
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorruptSourceError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}. Fix the file "
-            "(or download it again if it was cut short).",
-            source=origin,
-            path=str(path),
-        ) from None
-    except RecursionError:
-        raise CorruptSourceError(
-            f"{path} nests arrays or objects too deeply to read (thousands of levels); no model file does this: "
-            "the file is corrupt or hostile",
-            source=origin,
-            path=str(path),
-        ) from None
-    if not isinstance(data, dict):
-        raise CorruptSourceError(
-            f"{path} must hold a JSON object, but holds {_describe(data)}.", source=origin, path=str(path)
-        )
-    return data
-
-
 def _looks_like_tokenizer_config(data: Mapping[str, Any]) -> bool:
     markers = ("tokenizer_class", "added_tokens_decoder", "model_max_length", "extra_special_tokens")
     return any(key in data for key in markers) or any(key.endswith("_token") for key in data)
@@ -352,13 +315,6 @@ def _directory_hint(root: Path, has_config: bool) -> str | None:
     if not has_config:
         return f"{root} has no {TOKENIZER_CONFIG_FILE}: is it a model directory?"
     return "The model may not be a chat model (base models usually ship no template)."
-
-
-def _describe(value: Any) -> str:
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    if value is None:
-        return "null"
-    return kinds.get(type(value), f"a {type(value).__name__}")
 
 
 def _preview_keys(data: Mapping[str, Any]) -> str:

@@ -1,30 +1,48 @@
 """From conversations to token ids: render (with control-token marking), encode, fix BOS,
-truncate, pad. ``ChatTemplate.encode``/``encode_batch`` are thin wrappers over this."""
+truncate, pad. ``ChatTemplate.encode``/``encode_batch`` are thin wrappers over this.
+
+This layer sits on :mod:`chatplate.rendering`; training masks come from above, as a
+:class:`SpanFinder` the caller passes in."""
 
 from __future__ import annotations
 
 import warnings
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import engine
 from ..errors import ChatplateError, InputError, MissingBosWarning, TruncationError
 from ..messages import validate_conversation
-from .encoding import BatchEncoding, Encoding, Padding, encode_texts, pad_batch, to_tensors
-from .safety import Marker, Marking, marker_for, split_marked
-from .spans import labels_from
+from ..rendering import Renderer
+from ..safety import Marker, Marking, marker_for, split_marked
+from .encoding import (
+    BatchEncoding,
+    Encoding,
+    Padding,
+    encode_texts,
+    pad_batch,
+    to_tensors,
+)
+from .spans import Spans, labels_from
 from .tokenizer import ChatTokenizer
 
-if TYPE_CHECKING:
-    from ..template import ChatTemplate
-    from ..training.masks import MaskOptions
+__all__ = ["SpanFinder", "encode_conversations", "encode_examples", "batch_from", "template_control_spans"]
 
-__all__ = ["encode_conversations", "encode_examples", "batch_from", "template_control_spans"]
+
+class SpanFinder(Protocol):
+    """What is trained in a conversation (:class:`chatplate.training.MaskOptions` is one)."""
+
+    def spans(
+        self, renderer: Renderer, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None, control: Marker
+    ) -> tuple[str, Spans]:
+        """The conversation rendered (with ``marker`` s, if any) and its trained character spans;
+        ``control`` holds the template's control tokens."""
+        ...
 
 
 def encode_conversations(
-    template: ChatTemplate,
+    renderer: Renderer,
     tokenizer: ChatTokenizer,
     conversations: Sequence[Any],
     *,
@@ -33,13 +51,13 @@ def encode_conversations(
     truncation: bool | str,
     max_length: int | None,
     return_offsets: bool,
-    masks: MaskOptions | None = None,
+    masks: SpanFinder | None = None,
 ) -> list[Encoding]:
     """Encode each conversation; one batched tokenizer call for all of them.
 
     With ``masks``, each encoding also gets ``assistant_mask`` and ``labels``.
     """
-    render = _Renderer.for_call(template, tokenizer, render_kwargs, sanitize_control_tokens, masks)
+    render = _Prompts.for_call(renderer, tokenizer, render_kwargs, sanitize_control_tokens, masks)
     if truncation == "turns":
         encodings = [
             _encode_by_turns(render, tokenizer, c, max_length, return_offsets, sanitize_control_tokens)
@@ -55,17 +73,17 @@ def encode_conversations(
                 for enc in encodings:
                     _cut(enc, limit, tokenizer.truncation_side)
     _label(encodings)
-    _warn_missing_bos(template, encodings)
+    _warn_missing_bos(renderer, encodings)
     return encodings
 
 
 def encode_examples(
-    template: ChatTemplate,
+    renderer: Renderer,
     tokenizer: ChatTokenizer,
     examples: Sequence[tuple[Any, dict[str, Any]]],
     *,
     sanitize_control_tokens: bool,
-    masks: MaskOptions | None,
+    masks: SpanFinder | None,
     turns_max_length: int | None = None,
     arrays: bool = False,
 ) -> list[Encoding | ChatplateError]:
@@ -74,9 +92,9 @@ def encode_examples(
     ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does. With
     ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
-    pending: dict[Marker, list[tuple[int, _Renderer, tuple[str, list[tuple[int, int]] | None]]]] = {}
+    pending: dict[Marker, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
-        render = _Renderer.for_call(template, tokenizer, render_kwargs, sanitize_control_tokens, masks)
+        render = _Prompts.for_call(renderer, tokenizer, render_kwargs, sanitize_control_tokens, masks)
         try:
             if turns_max_length is not None:
                 results[index] = _encode_by_turns(render, tokenizer, conversation, turns_max_length, False, sanitize_control_tokens)
@@ -99,35 +117,33 @@ def _label(encodings: list[Encoding]) -> None:
             enc.labels = labels_from(enc.input_ids, enc.assistant_mask)
 
 
-class _Renderer:
+class _Prompts:
     """Renders one conversation for encoding: the marked text and, with masks, its trained spans."""
 
     def __init__(
-        self, template: ChatTemplate, render_kwargs: dict[str, Any], marker: Marking | None, control: Marker,
-        masks: MaskOptions | None,
+        self, renderer: Renderer, render_kwargs: dict[str, Any], marker: Marking | None, control: Marker,
+        masks: SpanFinder | None,
     ) -> None:
-        self.template, self.render_kwargs, self.marker, self.control, self.masks = template, render_kwargs, marker, control, masks
+        self.renderer, self.render_kwargs, self.marker, self.control, self.masks = renderer, render_kwargs, marker, control, masks
 
     @classmethod
     def for_call(
-        cls, template: ChatTemplate, tokenizer: ChatTokenizer, render_kwargs: dict[str, Any], sanitize: bool,
-        masks: MaskOptions | None,
-    ) -> _Renderer:
+        cls, renderer: Renderer, tokenizer: ChatTokenizer, render_kwargs: dict[str, Any], sanitize: bool,
+        masks: SpanFinder | None,
+    ) -> _Prompts:
         # The control tokens are needed for masks (end-of-turn markers) even when data is not
         # sanitized; data is marked only when it is.
-        control, marking = _markers(template, tokenizer, render_kwargs.get("tools"))
-        return cls(template, render_kwargs, marking if sanitize else None, control, masks)
+        control, marking = _markers(renderer, tokenizer, render_kwargs.get("tools"))
+        return cls(renderer, render_kwargs, marking if sanitize else None, control, masks)
 
     def __call__(self, conversation: Any) -> tuple[str, list[tuple[int, int]] | None]:
         if self.masks is None:
-            return self.template._render_marked(conversation, self.render_kwargs, self.marker), None
-        from ..training.masks import conversation_spans
-
-        return conversation_spans(self.template, conversation, self.render_kwargs, self.marker, self.control, self.masks)
+            return self.renderer.render_text(conversation, self.render_kwargs, self.marker), None
+        return self.masks.spans(self.renderer, conversation, self.render_kwargs, self.marker, self.control)
 
 
 def _encode_rendered(
-    render: _Renderer,
+    render: _Prompts,
     tokenizer: ChatTokenizer,
     rendered: list[tuple[str, list[tuple[int, int]] | None]],
     return_offsets: bool,
@@ -154,12 +170,12 @@ def batch_from(
 
 
 def template_control_spans(
-    template: ChatTemplate, conversation: Any, render_kwargs: dict[str, Any], candidates: tuple[str, ...]
+    renderer: Renderer, conversation: Any, render_kwargs: dict[str, Any], candidates: tuple[str, ...]
 ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered prompt and where in it the template itself wrote one of ``candidates``: the
     same marking that keeps data from forging control tokens tells data's copies apart."""
     marker = marker_for(candidates)
-    marked = template._render_marked(conversation, render_kwargs, Marking(data=marker, assistant=marker))
+    marked = renderer.render_text(conversation, render_kwargs, Marking(data=marker, assistant=marker))
     text, pieces = split_marked(marked, marker)
     spans: list[tuple[int, int]] = []
     position = 0
@@ -170,10 +186,10 @@ def template_control_spans(
     return text, spans
 
 
-def _markers(template: ChatTemplate, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
+def _markers(renderer: Renderer, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
     """The template's control tokens (its end-of-turn markers among them) and what data must
     not produce, by role."""
-    literals = engine.literal_text(template.templates[template._pick(tools)])
+    literals = engine.literal_text(renderer.source(tools))
     marking = Marking(
         data=marker_for(tokenizer.data_control_tokens(literals)),
         assistant=marker_for(tuple(sorted(tokenizer.special_tokens))),
@@ -236,7 +252,7 @@ def _cut(enc: Encoding, limit: int, side: str) -> None:
 
 
 def _encode_by_turns(
-    render: _Renderer,
+    render: _Prompts,
     tokenizer: ChatTokenizer,
     conversation: Any,
     max_length: int | None,
@@ -271,11 +287,11 @@ def _encode_by_turns(
     )
 
 
-def _warn_missing_bos(template: ChatTemplate, encodings: list[Encoding]) -> None:
+def _warn_missing_bos(renderer: Renderer, encodings: list[Encoding]) -> None:
     missing = sum(enc.missing_bos for enc in encodings)
     # Once per template: a dataset loop would otherwise repeat it for every call.
-    if missing and template not in _warned_missing_bos:
-        _warned_missing_bos.add(template)
+    if missing and renderer not in _warned_missing_bos:
+        _warned_missing_bos.add(renderer)
         warnings.warn(
             f"{missing} of {len(encodings)} prompt(s) do not start with the BOS token the tokenizer adds to "
             "other input: the template probably lacks {{ bos_token }} (Encoding.missing_bos tells per prompt; "
@@ -285,4 +301,4 @@ def _warn_missing_bos(template: ChatTemplate, encodings: list[Encoding]) -> None
         )
 
 
-_warned_missing_bos: weakref.WeakSet[ChatTemplate] = weakref.WeakSet()
+_warned_missing_bos: weakref.WeakSet[Renderer] = weakref.WeakSet()

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..errors import Fix, InputError, MissingDependencyError, TemplateRuntimeError
 from ..messages import lone_surrogate
-from .safety import Marker, has_markers, split_marked
+from ..safety import Marker, has_markers, split_marked
 from .spans import Spans, clean_positions, mask_from_encoding, token_mask
 from .tokenizer import ChatTokenizer
 

@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from .safety import MARKS, has_markers
+from ..safety import MARKS, has_markers
 
 __all__ = ["IGNORE_INDEX", "Spans", "clean_positions", "token_mask", "mask_from_offsets", "mask_from_encoding", "labels_from"]
 

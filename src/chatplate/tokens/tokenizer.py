@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .fast import FastEncoder
 
-__all__ = ["ChatTokenizer", "SENTENCEPIECE_ONLY_HINT"]
+__all__ = ["ChatTokenizer", "SENTENCEPIECE_ONLY_HINT", "read_json_object", "json_kind"]
 
 SENTENCEPIECE_ONLY_HINT = (
     "it has only a SentencePiece tokenizer.model; chatplate reads tokenizer.json. Convert it once with "
@@ -97,8 +97,6 @@ class ChatTokenizer:
             raise SourceError(
                 f"cannot encode with {root}: " + SENTENCEPIECE_ONLY_HINT.format(dir=root), source=str(root)
             )
-        from ..sources.model_dir import read_json_object
-
         configs = [read_json_object(p, str(root)) if p.is_file() else {} for p in (root / "tokenizer_config.json", root / "config.json")]
         return cls._build(tokenizer_path, *configs)
 
@@ -316,3 +314,49 @@ def _clean_up_tokenization(text: str) -> str:
         .replace(" 've", "'ve")
         .replace(" 're", "'re")
     )
+
+
+def read_json_object(path: Path, origin: str) -> dict[str, Any]:
+    """The JSON object in ``path``; a ``CorruptSourceError`` that says what is wrong otherwise."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as exc:
+        raise CorruptSourceError(
+            f"{path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}).",
+            source=origin,
+            path=str(path),
+        ) from None
+    except OSError as exc:
+        raise CorruptSourceError(
+            f"{path} cannot be read: {exc.strerror or exc}", source=origin, path=str(path)
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptSourceError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}. Fix the file "
+            "(or download it again if it was cut short).",
+            source=origin,
+            path=str(path),
+        ) from None
+    except RecursionError:
+        raise CorruptSourceError(
+            f"{path} nests arrays or objects too deeply to read (thousands of levels); no model file does this: "
+            "the file is corrupt or hostile",
+            source=origin,
+            path=str(path),
+        ) from None
+    if not isinstance(data, dict):
+        raise CorruptSourceError(
+            f"{path} must hold a JSON object, but holds {json_kind(data)}.", source=origin, path=str(path)
+        )
+    return data
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words: ``json_kind([])`` is ``'a list'``."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), f"a {type(value).__name__}")

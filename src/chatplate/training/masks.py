@@ -18,16 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import engine
 from ..errors import ChatplateError, InputError, MaskError
 from ..messages import validate_conversation
-from ..tokens.safety import START, Marker, Marking, mark
-from ..tokens.spans import IGNORE_INDEX, labels_from, token_mask
-
-if TYPE_CHECKING:
-    from ..template import ChatTemplate
+from ..rendering import Prepared, Renderer
+from ..safety import START, Marker, Marking, mark
+from ..tokens.spans import IGNORE_INDEX, Spans, labels_from, token_mask
 
 __all__ = ["MaskOptions", "conversation_spans", "common_prefix", "token_mask", "labels_from", "IGNORE_INDEX"]
 
@@ -61,9 +59,15 @@ class MaskOptions:
             raise InputError(f"train_roles: expected role names, got {roles!r}")
         return cls(chosen, bool(end_of_turn), bool(last_turn_only), derive)
 
+    def spans(
+        self, renderer: Renderer, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None, control: Marker
+    ) -> tuple[str, Spans]:
+        """:func:`conversation_spans` with these options (the encoder's ``SpanFinder``)."""
+        return conversation_spans(renderer, conversation, render_kwargs, marker, control, self)
+
 
 def conversation_spans(
-    template: ChatTemplate,
+    renderer: Renderer,
     conversation: Any,
     render_kwargs: dict[str, Any],
     marker: Marking | None,
@@ -85,25 +89,25 @@ def conversation_spans(
         # "train" is chatplate's annotation, not message data: templates never see it.
         messages = validate_conversation(conversation)
         trained = [message.pop("train", True) is not False for message in messages]
-    source = template.templates[template._pick(render_kwargs.get("tools"))]
+    source = renderer.source(render_kwargs.get("tools"))
     use_blocks = engine.has_generation_blocks(source) if options.derive is None else not options.derive
     # Validated and marked once; the prefixes derived masks need are rendered from it.
-    prepared = template._prepare(messages, **render_kwargs, with_spans=use_blocks, marker=marker)
+    prepared = renderer.prepare(messages, **render_kwargs, with_spans=use_blocks, marker=marker)
     if use_blocks:
-        result = template._render_prepared(prepared)
+        result = renderer.render(prepared)
         text, spans = result.text, [(s, e) for s, e in result.generation_spans if e > s]
         default_selection = options.roles == {"assistant"} and all(trained)
         if not default_selection:
             # Which message a block belongs to: the derived turn it overlaps.
-            turns = _derived_turns(template, prepared, messages, text, marker, eot, options.roles)
+            turns = _derived_turns(renderer, prepared, messages, text, marker, eot, options.roles)
             keep = [(s, e) for s, e, index in turns if trained[index]]
             spans = [(s, e) for s, e in spans if any(s < ke and e > ks for ks, ke in keep)]
         # A block's span is what the template marks, as transformers reads it.
         if not options.end_of_turn:
             spans = [_through_end_of_turn(text, s, e, eot, False) for s, e in spans]
     else:
-        text = template._render_prepared(prepared).text
-        turns = _derived_turns(template, prepared, messages, text, marker, eot, options.roles)
+        text = renderer.render(prepared).text
+        turns = _derived_turns(renderer, prepared, messages, text, marker, eot, options.roles)
         spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns if trained[index]]
     spans = sorted((s, e) for s, e in spans if e > s)
     if options.last_turn_only and spans:
@@ -112,8 +116,8 @@ def conversation_spans(
 
 
 def _derived_turns(
-    template: ChatTemplate,
-    prepared: Any,
+    renderer: Renderer,
+    prepared: Prepared,
     messages: list[dict[str, Any]],
     text: str,
     marker: Marking | None,
@@ -131,8 +135,8 @@ def _derived_turns(
         role = message.get("role")
         if role not in roles:
             continue
-        prefix = _render_prefix(template, prepared, index, role == "assistant") if index else ""
-        turn = _render_prefix(template, prepared, index + 1, False)
+        prefix = _render_prefix(renderer, prepared, index, role == "assistant") if index else ""
+        turn = _render_prefix(renderer, prepared, index + 1, False)
         if prefix is None or turn is None:
             raise MaskError(
                 f"messages[{index}]: cannot derive what the model produces for this {role} turn: the template "
@@ -259,10 +263,10 @@ def _marked_text(message: Any, marker: Marking | None) -> str:
     return mark(text, marker.for_role(message.get("role"))) if marker is not None and text else text
 
 
-def _render_prefix(template: ChatTemplate, prepared: Any, count: int, generation_prompt: bool) -> str | None:
+def _render_prefix(renderer: Renderer, prepared: Prepared, count: int, generation_prompt: bool) -> str | None:
     """The first ``count`` messages rendered (``None`` if the template refuses them)."""
     try:
-        return template._render_prepared(prepared, prepared.chat[:count], generation_prompt, False).text
+        return renderer.render(prepared, prepared.chat[:count], generation_prompt, False).text
     except ChatplateError:
         return None
 

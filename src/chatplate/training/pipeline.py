@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ChatplateError, InputError, MaskError, MissingDependencyError, TemplateError, TruncationError
 from ..errors import Fix, RecordError, RejectedRowsWarning, SingleProcessWarning
-from ..template import _render_kwargs
+from ..rendering import render_kwargs
 from .formats import to_example
 from .masks import MaskOptions
 from .outputs import COLUMNS, Columns, open_writer, output_kind, to_arrow
@@ -40,8 +40,10 @@ __all__ = ["PrepareSummary", "prepare", "prepare_dataset", "REASONS"]
 REASONS = ("bad_json", "unknown_format", "bad_record", "bad_role", "template_error", "mask_error", "too_long",
            "no_trained_tokens")
 TRUNCATIONS = ("drop", "tokens", "turns")
-# Below this much JSONL in at most two chunks per worker, worker processes cost more than they save.
-SMALL_INPUT_BYTES = 16 * 2**20
+# Below this much input, worker processes cost more than they save (see _local). Rows of inputs
+# other than JSONL count as a typical SFT row each.
+SMALL_INPUT_BYTES = 40 * 2**20
+ROW_BYTES = 5_000
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,11 @@ def encode_records(
         except RecordError as exc:
             errors.append(_error(row, line, _reason(exc), str(exc), record))
             continue
-        kwargs = _render_kwargs(example.tools, None, False, False, None, {})
+        kwargs = render_kwargs(example.tools, None, False, False, None, {})
         examples.append((row, line, record, (example.messages, kwargs)))
     tokenizer = template.tokenizer
     turns = settings.max_length if settings.truncation == "turns" else None
-    encoded = encode_examples(template, tokenizer, [item for *_, item in examples],
+    encoded = encode_examples(template.renderer, tokenizer, [item for *_, item in examples],
                               sanitize_control_tokens=settings.sanitize_control_tokens, masks=settings.masks,
                               turns_max_length=turns, arrays=not settings.jsonl)
     columns: Columns = {name: [] for name in COLUMNS}
@@ -272,13 +274,24 @@ def _single_process_warning(script: str, stacklevel: int) -> None:
     )
 
 
-def _local(template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int) -> Iterator[_ChunkResult]:
-    # Starting a worker (a fresh interpreter loading the tokenizer) costs one to two seconds, the
-    # time this process needs for about 1,000 typical rows: a small input is done here instead.
-    ahead = list(itertools.islice(plan, 2 * workers + 1))
-    plan = itertools.chain(ahead, plan)
-    if len(ahead) <= 2 * workers and sum(chunk.byte_end - chunk.byte_start for chunk in ahead) < SMALL_INPUT_BYTES:
-        workers = 1
+def _local(
+    template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int | None
+) -> Iterator[_ChunkResult]:
+    """``workers`` processes, or by default all cores when the input is large enough to pay for them."""
+    # Starting a worker (a fresh interpreter that imports chatplate and loads the tokenizer, and
+    # fastokens once it pays) costs about a second, and with two cores two workers finish the
+    # rest only about 1.6 times sooner than this process alone (the writer here needs CPU too):
+    # measured, one process finishes first below about 40 MB of JSONL (8,000 typical rows).
+    if workers is None:
+        ahead: list[Chunk] = []
+        size = 0
+        for chunk in plan:
+            ahead.append(chunk)
+            size += chunk.byte_end - chunk.byte_start if chunk.kind == "jsonl" else chunk.rows * ROW_BYTES
+            if size >= SMALL_INPUT_BYTES:
+                break
+        plan = itertools.chain(ahead, plan)
+        workers = (os.cpu_count() or 1) if size >= SMALL_INPUT_BYTES else 1
     if workers > 1:
         script = _unguarded_main_call("spawn")
         if script is not None:
@@ -428,7 +441,8 @@ def prepare(
     ``max_length`` with ``truncation``: ``"drop"`` rejects longer rows, ``"tokens"`` cuts them,
     ``"turns"`` drops their oldest turns. Rejected rows go to ``errors`` (default
     ``OUTPUT.errors.jsonl``) with row number and reason; ``on_error="fail"`` stops at the first.
-    ``workers`` processes (default: all cores) or ``engine="ray"`` (``ray_address`` for an
+    ``workers`` processes (default: all cores, or this process alone for an input too small to
+    pay for starting them, about 40 MB) or ``engine="ray"`` (``ray_address`` for an
     existing cluster). ``progress(rows, tokens)`` is called after each chunk; ``quiet`` silences
     the progress bars and logs of Ray and ``datasets``.
 
@@ -451,7 +465,8 @@ def prepare(
         raise InputError(f"engine: expected 'local' or 'ray', got {engine!r}")
     if chunk_rows <= 0:
         raise InputError(f"chunk_rows: expected a positive int, got {chunk_rows!r}")
-    workers = workers or os.cpu_count() or 1
+    if workers is not None and (not isinstance(workers, int) or workers <= 0):
+        raise InputError(f"workers: expected a positive int (or None for all cores), got {workers!r}")
     out_kind = output_kind(output, output_format)
     settings = _Settings(
         format=format,
@@ -470,7 +485,7 @@ def prepare(
     silenced = _datasets_quiet() if quiet and "hf" in (in_kind, out_kind) else contextlib.nullcontext()
     with silenced:
         results = (
-            _ray(template, plan, settings, workers, ray_address, quiet) if engine == "ray"
+            _ray(template, plan, settings, workers or os.cpu_count() or 1, ray_address, quiet) if engine == "ray"
             else _local(template, plan, settings, workers)
         )
         writer = open_writer(output, out_kind)

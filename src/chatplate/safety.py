@@ -99,7 +99,11 @@ def mark(value: Any, marker: Marker) -> Any:
         return _mark_text(value, marker)
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(item, (str, dict, list, tuple)):
+            if type(item) is str:  # the common case, without the call through mark()
+                marked = _mark_text(item, marker)
+                if marked is not item:
+                    value[key] = marked
+            elif isinstance(item, (str, dict, list, tuple)):
                 marked = mark(item, marker)
                 if marked is not item:
                     value[key] = marked
@@ -125,7 +129,7 @@ def mark_messages(messages: list[Any], marking: Marking) -> list[Any]:
 
 
 def _mark_text(value: str, marker: Marker) -> str:
-    if START in value or END in value or JOINT in value:
+    if not value.isascii() and (START in value or END in value or JOINT in value):
         value = strip_markers(value)
     initials = marker.initials
     if not any(initial in value for initial in initials):

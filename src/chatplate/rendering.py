@@ -1,0 +1,294 @@
+"""Rendering: a conversation validated, normalised (and, for encoding, marked) once, then
+rendered by a compiled template, whole or as prefixes of it.
+
+This is the layer between the engine and the message checks below and tokens and training
+above: :mod:`chatplate.tokens` and :mod:`chatplate.training` take a :class:`Renderer`, and
+:class:`~chatplate.ChatTemplate` is the façade over all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import engine
+from .errors import (
+    ContinuationError,
+    DocumentsError,
+    Fix,
+    InputError,
+    TemplateNotFoundError,
+    ToolSchemaError,
+)
+from .limits import DEFAULT_LIMITS, Limits
+from .messages import (
+    REASONING_FIELDS,
+    alias_reasoning,
+    check_roles,
+    plain_input,
+    to_plain,
+    validate_conversation,
+    validate_documents,
+)
+from .safety import Marking, mark, mark_messages, unescape_markers
+from .tools import to_tool_schemas
+
+__all__ = ["RenderResult", "Prepared", "Renderer", "render_kwargs"]
+
+# Appended to the text being continued, then cut off again; the same tag as the reference, so
+# templates that inspect the message see exactly what they would see there.
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """A rendered prompt and where its ``{% generation %}`` blocks landed.
+
+    ``generation_spans`` are half-open ``(start, end)`` offsets into ``text``, one per generation
+    block the template executed, exactly as transformers reports them.
+    """
+
+    text: str
+    generation_spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+class Renderer:
+    """Compiled templates and what they render with (special tokens, limits, extra roles).
+
+    >>> r = Renderer({"default": "{% for m in messages %}{{ m.content }}{% endfor %}"})
+    >>> r.render(r.prepare([{"role": "user", "content": "Hi"}])).text
+    'Hi'
+    """
+
+    def __init__(
+        self,
+        templates: Mapping[str, str],
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        special_tokens: Mapping[str, str] | None = None,
+        origin: str | None = None,
+        limits: Limits | None = None,
+        roles: frozenset[str] = frozenset(),
+    ) -> None:
+        self.templates = dict(templates)
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.special_tokens: dict[str, str] = to_plain(dict(special_tokens or {}))
+        self.origin = origin
+        self.limits = check_limits(limits) if limits is not None else DEFAULT_LIMITS
+        # Roles beyond the standard ones that this template turns into control tokens.
+        self.roles = roles
+        self.compiled = {name: engine.compile_template(text, self.label(name)) for name, text in self.templates.items()}
+
+    def label(self, name: str) -> str:
+        label = self.origin or "chat template"
+        return label if len(self.templates) == 1 else f"{label} [{name}]"
+
+    def pick(self, tools: Any) -> str:
+        if tools is not None and "tool_use" in self.templates:
+            return "tool_use"
+        if "default" in self.templates:
+            return "default"
+        raise TemplateNotFoundError(
+            "this model has several chat templates and none is called 'default': choose one with "
+            f"{{fix}}; available: {sorted(self.templates)}",
+            fix=Fix("chatplate.load(source, name=...)", "--name NAME"),
+            source=self.origin,
+            looked_for=sorted(self.templates),
+        )
+
+    def source(self, tools: Any = None) -> str:
+        """The Jinja text picked for ``tools``."""
+        return self.templates[self.pick(tools)]
+
+    def _variables(self, variables: dict[str, Any]) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(self.special_tokens)
+        if self.bos_token is not None:
+            merged["bos_token"] = self.bos_token
+        if self.eos_token is not None:
+            merged["eos_token"] = self.eos_token
+        merged.update(variables)
+        return merged
+
+    def prepare(
+        self,
+        messages: Any,
+        tools: Any = None,
+        documents: Any = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        now: datetime | None = None,
+        variables: dict[str, Any] | None = None,
+        with_spans: bool = False,
+        marker: Marking | None = None,
+        limits: Limits | None = None,
+    ) -> Prepared:
+        """Validate, then normalise (and mark) the input of a render: done once, rendered as
+        often as needed (derived masks render every prefix of the same conversation)."""
+        # Validate, then normalise, then render: the same steps, in the same order, as the
+        # reference, so the same inputs fail and the same inputs render.
+        limits = self.limits if limits is None else check_limits(limits)
+        name = self.pick(tools)
+        # One budget for the input's size; each render has its own for its work and output.
+        budget = engine.Budget(limits, now)
+        chat = validate_conversation(messages, limits, budget)
+        if continue_final_message and add_generation_prompt:
+            raise InputError(
+                "continue_final_message and add_generation_prompt cannot be used together: continue the "
+                "final message, or add a prompt for a new assistant message, not both"
+            )
+        if continue_final_message and with_spans:
+            raise InputError("continue_final_message cannot be combined with generation spans")
+        if now is not None and not isinstance(now, datetime):
+            raise InputError(f"now: expected a datetime.datetime, got {type(now).__name__}")
+        tool_schemas = to_tool_schemas(tools)
+        validate_documents(documents)
+        tool_schemas = plain_input(tool_schemas, "tools", budget, ToolSchemaError)
+        documents = plain_input(documents, "documents", budget, DocumentsError)
+        variables = plain_input(variables or {}, "variables", budget)
+        if marker is not None:
+            # Control tokens in the data (not in the template's own special-token variables)
+            # are marked so the encoder can encode them as text.
+            check_roles(chat, marker.data.control, self.roles)
+            chat = mark_messages(chat, marker)
+            tool_schemas, documents, variables = (
+                mark(tool_schemas, marker.data), mark(documents, marker.data), mark(variables, marker.data)
+            )
+        template_vars = self._variables(variables)
+        template_vars["tools"] = tool_schemas
+        template_vars["documents"] = documents
+        chat = alias_reasoning(chat)
+        continued = _open_final_message(chat, continue_final_message, self.templates[name]) if continue_final_message else None
+        return Prepared(
+            name, chat, template_vars, limits, now, marker is not None, continued, add_generation_prompt, with_spans
+        )
+
+    def render(
+        self,
+        prepared: Prepared,
+        chat: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool | None = None,
+        with_spans: bool | None = None,
+    ) -> RenderResult:
+        """Render prepared input, as it was prepared or with a prefix of its conversation
+        (``chat``) and other settings (derived masks render every prefix)."""
+        chat = prepared.chat if chat is None else chat
+        add_generation_prompt = prepared.add_generation_prompt if add_generation_prompt is None else add_generation_prompt
+        with_spans = prepared.with_spans if with_spans is None else with_spans
+        template_vars = dict(prepared.variables)
+        template_vars["messages"] = chat
+        template_vars["add_generation_prompt"] = add_generation_prompt
+        budget = engine.Budget(prepared.limits, prepared.now)
+        compiled = self.compiled[prepared.name]
+        try:
+            if with_spans:
+                text, spans = engine.render_with_spans(compiled, template_vars, budget)
+            else:
+                text, spans = engine.render(compiled, template_vars, budget), []
+        except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
+            raise engine.translate_runtime_error(exc, self.label(prepared.name)) from exc
+
+        if prepared.marked:
+            text, spans = unescape_markers(text, spans)
+        if prepared.continued is not None and chat is prepared.chat:
+            text = _close_final_message(text, prepared.continued)
+        return RenderResult(text, spans)
+
+    def render_text(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
+        """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
+        return self.render(self.prepare(conversation, **render_kwargs, with_spans=False, marker=marker)).text
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A render's input, validated, normalised and (for encoding) marked."""
+
+    name: str
+    chat: list[dict[str, Any]]
+    variables: dict[str, Any]
+    limits: Limits
+    now: datetime | None
+    marked: bool
+    continued: Any
+    add_generation_prompt: bool
+    with_spans: bool
+
+
+def render_kwargs(
+    tools: Any, documents: Any, add_generation_prompt: bool, continue_final_message: bool | str, now: Any,
+    variables: dict[str, Any], limits: Limits | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Renderer.prepare` an encode call carries for each conversation."""
+    return dict(
+        tools=tools,
+        documents=documents,
+        add_generation_prompt=add_generation_prompt,
+        continue_final_message=continue_final_message,
+        now=now,
+        variables=variables,
+        limits=limits,
+    )
+
+
+def check_limits(limits: Any) -> Limits:
+    if not isinstance(limits, Limits):
+        raise InputError(f"limits: expected a chatplate.Limits, got {type(limits).__name__}")
+    return limits
+
+
+def _open_final_message(chat: list[Any], continue_final_message: bool | str, source: str) -> str:
+    """Tag the text to continue (in place) and return that text, as the reference does."""
+    field_name = continue_final_message if isinstance(continue_final_message, str) else "content"
+    final = chat[-1]
+    value = final.get(field_name)
+    if value is None:
+        raise ContinuationError(
+            f"continue_final_message: the final message has no {field_name!r} to continue",
+            field=field_name,
+        )
+    fields = [field_name]
+    if field_name in REASONING_FIELDS:
+        # Reasoning is copied under several names; tag every copy, accept whichever the template reads.
+        fields = [name for name in REASONING_FIELDS if final.get(name) == value]
+    if not any(name in source for name in fields):
+        raise ContinuationError(
+            f"continue_final_message: the template never reads the field {field_name!r}, so it cannot be continued",
+            field=field_name,
+        )
+    try:
+        if isinstance(value, (list, tuple)):
+            for part in reversed(value):
+                if "text" in part:
+                    text = part["text"]
+                    part["text"] = part["text"] + _CONTINUE_TAG
+                    return text
+            raise ContinuationError(
+                "continue_final_message: the final message has no text part to continue", field=field_name
+            )
+        for name in fields:
+            final[name] = final[name] + _CONTINUE_TAG
+    except (TypeError, KeyError) as exc:
+        raise ContinuationError(
+            f"continue_final_message: cannot append to the final message's {field_name!r}: {exc}", field=field_name
+        ) from exc
+    return value
+
+
+def _close_final_message(text: str, continued: Any) -> str:
+    tag = _CONTINUE_TAG.strip()
+    try:
+        present = continued.strip() in text and tag in text
+    except (AttributeError, TypeError) as exc:
+        raise ContinuationError(f"continue_final_message: the text to continue is not a string: {exc}") from exc
+    if not present:
+        raise ContinuationError(
+            "continue_final_message: the final message does not appear in the rendered prompt; this template "
+            "drops or rewrites part of it, so it cannot be continued"
+        )
+    cut = text.rindex(tag)
+    if text[cut : cut + len(_CONTINUE_TAG)] == _CONTINUE_TAG:
+        return text[:cut]
+    # The template trimmed the space after the tag, so it trims the message's trailing spacing too.
+    return text[:cut].rstrip()
