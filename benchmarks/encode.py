@@ -3,11 +3,16 @@
 ``encode_batch_fast`` on the same prompts already rendered (the limit of any renderer that
 encodes with ``tokenizers``; chatplate's ``fastokens`` path goes past it). One run, same tokenizer, same cores.
 
-    python benchmarks/encode.py [--conversations 4000] [--repeats 5] [--tokenizer mistral|llama3|chatml]
+    python benchmarks/encode.py [--conversations 4000] [--repeats 5] [--tokenizer mistral|llama3|chatml] [--masks]
 
 The tokenizer is one the tests build offline (the Mistral-7B-Instruct-v0.1 SentencePiece model
 shipped in mistral-common, converted by transformers, by default). Ids are checked identical
 before timing; the best of ``--repeats`` interleaved rounds counts.
+
+With ``--masks`` (mistral or llama3), the template marks the assistant's output with
+``{% generation %}`` (as ``benchmarks/prepare.py`` does) and both sides return masks:
+``return_assistant_mask=True`` against ``return_assistant_tokens_mask=True``; masks are checked
+identical too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import chatplate  # noqa: E402
 from tests import tokenizer_fixtures  # noqa: E402
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conversations", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tokenizer", choices=["mistral", "llama3", "chatml"], default="mistral")
+    parser.add_argument("--masks", action="store_true", help="training masks on both sides (generation blocks)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -79,12 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     }[args.tokenizer]()
     hf = AutoTokenizer.from_pretrained(str(directory))
     template = chatplate.load(str(directory))
+    masks = {}
+    if args.masks:
+        from prepare import LLAMA3_TRAINING_TEMPLATE, TRAINING_TEMPLATE
+
+        source = {"mistral": TRAINING_TEMPLATE, "llama3": LLAMA3_TRAINING_TEMPLATE}[args.tokenizer]
+        hf.chat_template = source
+        template = chatplate.load(chatplate.ChatTemplate(source, template.bos_token, template.eos_token), tokenizer=template.tokenizer)
+        masks = {"return_assistant_mask": True}
     conversations = synthetic_conversations(args.conversations)
 
-    ours = template.encode_batch(conversations)["input_ids"]
-    theirs = hf.apply_chat_template(conversations, tokenize=True, return_dict=True)["input_ids"]
-    if ours != theirs:
-        print("IDS DIFFER", file=sys.stderr)
+    ours_batch = template.encode_batch(conversations, **masks)
+    theirs_batch = hf.apply_chat_template(conversations, tokenize=True, return_dict=True,
+                                          return_assistant_tokens_mask=args.masks)
+    ours = ours_batch["input_ids"]
+    if ours != theirs_batch["input_ids"] or (args.masks and ours_batch["assistant_masks"] != theirs_batch["assistant_masks"]):
+        print("IDS OR MASKS DIFFER", file=sys.stderr)
         return 1
     tokens = sum(len(ids) for ids in ours)
     texts = [template.render(c) for c in conversations]
@@ -93,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     times = best_times(
         args.repeats,
         {
-            "hf": lambda: hf.apply_chat_template(conversations, tokenize=True, return_dict=True),
-            "cp": lambda: template.encode_batch(conversations),
+            "hf": lambda: hf.apply_chat_template(conversations, tokenize=True, return_dict=True,
+                                                 return_assistant_tokens_mask=args.masks),
+            "cp": lambda: template.encode_batch(conversations, **masks),
             "limit": lambda: backend.encode_batch_fast(texts, add_special_tokens=False),
             # The ids have to be read out of the Encoding objects to be used at all.
             "limit_ids": lambda: [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)],
@@ -102,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     t_hf, t_cp, t_limit, t_limit_ids = times["hf"], times["cp"], times["limit"], times["limit_ids"]
 
-    print(f"tokenizer: {args.tokenizer} ({directory}), conversations: {len(conversations)}, tokens: {tokens}, ids identical: yes")
+    what = "ids and masks" if args.masks else "ids"
+    print(f"tokenizer: {args.tokenizer} ({directory}), conversations: {len(conversations)}, tokens: {tokens}, {what} identical: yes")
     for label, seconds in (
-        ("transformers apply_chat_template(tokenize=True), batched", t_hf),
-        ("chatplate encode_batch (render + encode, sanitized)", t_cp),
+        ("transformers apply_chat_template(tokenize=True" + (", masks" if args.masks else "") + "), batched", t_hf),
+        ("chatplate encode_batch (render + encode" + (" + masks" if args.masks else "") + ", sanitized)", t_cp),
         ("tokenizers encode_batch_fast on pre-rendered text", t_limit),
         ("the same, ids read out as lists", t_limit_ids),
     ):
