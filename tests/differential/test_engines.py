@@ -184,3 +184,27 @@ def test_masks_read_in_bytes_equal_masks_read_from_tokenizers_offsets(name: str,
     reference = fast.tokenizer.backend.encode(text, add_special_tokens=False)
     assert ids.tolist() == reference.ids
     assert mask.tolist() == token_mask(reference.offsets, spans)
+
+
+def test_a_fastokens_failure_hands_the_batch_to_tokenizers_with_a_warning() -> None:
+    """A text the load-time check could not foresee makes fastokens raise: the batch is encoded
+    by tokenizers, and so is everything after it, with a warning saying so once."""
+    fast_tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
+    fast_tokenizer.engine_choice = "fastokens"
+    encoder = fast_tokenizer.fast
+    assert encoder is not None
+
+    class Refusing:
+        def encode_batch_flat(self, texts: Any, add_special_tokens: bool) -> Any:
+            raise ValueError("model error: byte 0x0b has no token in vocabulary")
+
+    encoder.fast = Refusing()
+    template = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()), tokenizer=fast_tokenizer)
+    reference = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()))
+    reference.tokenizer.engine_choice = "tokenizers"
+    chats = [*HARD, *corpus_conversations()[:20]]
+    with pytest.warns(chatplate.TokenizerBackendWarning, match="byte 0x0b"):
+        ours = template.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+    assert fast_tokenizer.engine == "tokenizers"
+    theirs = reference.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+    assert [(e.input_ids, e.offsets, e.labels) for e in ours.encodings] == [(e.input_ids, e.offsets, e.labels) for e in theirs.encodings]

@@ -98,7 +98,12 @@ def encode_texts(
     if fast is not None:
         quick = [index for index in whole if fast.accepts(rendered[index])]
         wanted_spans = [spans[index] for index in quick] if spans is not None else None
-        encoded = fast.encode([rendered[index] for index in quick], with_offsets, wanted_spans)
+        try:
+            encoded = fast.encode([rendered[index] for index in quick], with_offsets, wanted_spans)
+        except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it refuses
+            # A text the load-time check could not foresee: tokenizers takes over, for good.
+            tokenizer.drop_fast(f"fastokens failed on this input ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
+            encoded = []
         for index, (ids, starts, ends, mask) in zip(quick, encoded):
             offsets = list(zip(starts.tolist(), ends.tolist())) if with_offsets else None
             if not arrays:

@@ -52,6 +52,14 @@ _PROBES = (
     "   \u3000\u00a0 odd spaces\u2028line separator",
     "'s 't 're 've 'm 'll 'd SHOUT Mixed",
     "a" * 300 + " " + "ab" * 150,
+    # Every control character, and a character for each byte that can start a UTF-8 sequence: a
+    # vocabulary without a token for some byte is encoded by tokenizers (which drops the byte)
+    # but refused by fastokens.
+    "".join(map(chr, range(1, 32))) + "\x7f",
+    *(
+        bytes([lead, 0xA0 if lead == 0xE0 else 0x90 if lead == 0xF0 else 0x80, 0x80, 0x80][: 2 + (lead >= 0xE0) + (lead >= 0xF0)])
+        .decode("utf-8") for lead in range(0xC2, 0xF5)
+    ),
 )
 
 
@@ -66,7 +74,10 @@ class FastEncoder:
     leading character.
     """
 
-    def __init__(self, fast: Any, lengths: np.ndarray, normalizes: bool, metaspace: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, fast: Any, lengths: np.ndarray, normalizes: bool, metaspace: tuple[str, ...] | None = None,
+        missing_bytes: bytes = b"",
+    ) -> None:
         self.fast = fast
         self.lengths = lengths
         # With an NFC normalizer, a text that is not already NFC would shift the offsets: such
@@ -74,9 +85,17 @@ class FastEncoder:
         self.normalizes = normalizes
         # For Metaspace pipelines: the added tokens (a text starting with one gets no leading ▁).
         self.metaspace = metaspace
+        # Bytes the vocabulary has no token for (Falcon's control characters): tokenizers drops
+        # them, fastokens refuses the text, so texts holding one go to tokenizers. The rest of
+        # the byte values, to strip them away and see whether anything is left.
+        self.missing_bytes = missing_bytes
+        self._present_bytes = bytes(sorted(set(range(256)) - set(missing_bytes)))
 
     def accepts(self, text: str) -> bool:
-        return not self.normalizes or unicodedata.is_normalized("NFC", text)
+        """Whether the fast path encodes ``text`` exactly (otherwise it goes to tokenizers)."""
+        if self.normalizes and not unicodedata.is_normalized("NFC", text):
+            return False
+        return not self.missing_bytes or not text.encode("utf-8").translate(None, self._present_bytes)
 
     def _prepared(self, text: str) -> tuple[str, int]:
         """The text ``fastokens`` encodes, and how many characters were put in front of it."""
@@ -189,6 +208,10 @@ def _unsupported(spec: dict[str, Any]) -> str | None:
     model = spec.get("model") or {}
     if model.get("type") != "BPE":
         return "only BPE vocabularies are supported"
+    ids = {*(model.get("vocab") or {}).values(), *(token.get("id") for token in spec.get("added_tokens") or [])}
+    gaps = (max(ids) + 1 - len(ids)) if ids else 0
+    if gaps:
+        return f"{gaps} ids between 0 and {max(ids)} name no token, and fastokens loads only vocabularies without gaps"
     if _is_metaspace(spec):
         for token in spec.get("added_tokens") or []:
             content = token.get("content") or ""
@@ -247,16 +270,19 @@ def _build(spec: dict[str, Any], backend: tokenizers.Tokenizer) -> FastEncoder:
         for token, index in backend.get_vocab(with_added_tokens=False).items():
             lengths[index] = 1 if _BYTE_TOKEN.fullmatch(token) else len(token.encode("utf-8"))
         metaspace: tuple[str, ...] | None = tuple(token.content for token in added.values())
+        missing = b""
     else:
         fast = fastokens.Tokenizer.from_json_str(backend.to_str())
         decode = _byte_decoder()
-        for token, index in backend.get_vocab(with_added_tokens=False).items():
+        vocab = backend.get_vocab(with_added_tokens=False)
+        for token, index in vocab.items():
             lengths[index] = len(token) if all(char in decode for char in token) else len(token.encode("utf-8"))
         metaspace = None
+        missing = bytes(sorted(byte for char, byte in decode.items() if char not in vocab))
     for index, token in added.items():
         if index < len(lengths):
             lengths[index] = len(token.content.encode("utf-8"))
-    return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC", metaspace)
+    return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC", metaspace, missing)
 
 
 def _self_check(encoder: FastEncoder, backend: tokenizers.Tokenizer) -> str | None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import operator
 import os
+import warnings
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptSourceError, InputError, SourceError
+from ..errors import CorruptSourceError, InputError, SourceError, TokenizerBackendWarning
 from .classes import GENERIC, NAMED_SPECIAL_TOKENS, build_backend, token_content
 
 if TYPE_CHECKING:
@@ -165,6 +166,11 @@ class ChatTokenizer:
             if self._encoded_chars < self.FAST_AFTER_CHARS:
                 return None
         return self.fast
+
+    def drop_fast(self, reason: str) -> None:
+        """Encode with tokenizers from now on, saying why (a ``TokenizerBackendWarning``)."""
+        self.__dict__["fast"] = None
+        warnings.warn(f"{self.tokenizer_class}: using tokenizers from now on: {reason}", TokenizerBackendWarning, stacklevel=2)
 
     @property
     def engine(self) -> str:
