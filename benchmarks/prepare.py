@@ -2,7 +2,7 @@
 transformers, one run, same machine, same cores.
 
     python benchmarks/prepare.py [--conversations 20000] [--workers 2] [--memory-rows 200000]
-                                 [--vocab mistral|llama3] [--no-generation-blocks]
+                                 [--vocab mistral|llama3] [--no-generation-blocks] [--cli]
 
 Measured on the same synthetic SFT conversations (multi-turn, 100-1500 words each) and the same
 tokenizer: ``mistral`` is Mistral-7B-Instruct-v0.1's real SentencePiece model (from
@@ -18,7 +18,9 @@ paths below make none (so they do less work than chatplate):
 (c) the limit: ``tokenizers`` ``encode_batch_fast`` on the texts already rendered, on its own
     threads;
 and chatplate: ``prepare`` from JSONL to Parquet, end to end (reading, validating, rendering,
-masks, tokenizing, writing). Masks are checked equal to transformers' on a sample first.
+masks, tokenizing, writing). Masks are checked equal to transformers' on a sample first. With
+``--cli``, also the command line as a user runs it, ``chatplate prepare`` in a new process with
+its default workers, process start, imports and template loading included.
 With ``--memory-rows``, the peak memory of ``prepare`` on the conversations and on that many rows
 is measured in fresh processes.
 """
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab", choices=sorted(VOCABS), default="mistral")
     parser.add_argument("--no-generation-blocks", dest="generation", action="store_false",
                         help="a template without {% generation %}: chatplate derives masks, transformers makes none")
+    parser.add_argument("--cli", action="store_true", help="also time the chatplate prepare command, process start included")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -144,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
 
         t_ours, summary = timed(lambda: chatplate.prepare(source, root / "train.parquet", template, workers=args.workers))
+        command = [sys.executable, "-m", "chatplate", "prepare", str(source), "-o", str(root / "cli.parquet"),
+                   "--model", str(directory), "-q"]
+        t_cli = timed(lambda: subprocess.run(command, check=True, capture_output=True))[0] if args.cli else None
         tokens = summary.tokens
         texts = [template.render(c) for c in conversations]
         backend = template.tokenizer.backend
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
               f"on {args.check} conversations")
         rows = (
             ("chatplate prepare, JSONL -> Parquet with masks", t_ours),
+            *((("the command line, in a new process, default workers", t_cli),) if t_cli is not None else ()),
             (f"(a) transformers apply_chat_template{' + masks' if args.generation else ''}, per row", t_row),
             (f"(b) the same via datasets.map(num_proc={args.workers}), batched", t_map),
             ("(c) limit: encode_batch_fast on pre-rendered text", t_limit),
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         best = min(t_row, t_map)
         print(f"chatplate vs best of (a)/(b): {best / t_ours:.2f}x; vs the limit (c): {t_limit / t_ours:.0%}; "
               f"the most any implementation can reach: {best / t_limit:.2f}x the best of (a)/(b)")
+        if t_cli is not None:
+            print(f"the command line vs best of (a)/(b): {best / t_cli:.2f}x")
         if args.memory_rows:
             big = write_jsonl(root / "big.jsonl", conversations, repeat_to=args.memory_rows)
             small = peak_memory(directory, source, args.workers)

@@ -208,3 +208,15 @@ def test_a_fastokens_failure_hands_the_batch_to_tokenizers_with_a_warning() -> N
     assert fast_tokenizer.engine == "tokenizers"
     theirs = reference.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
     assert [(e.input_ids, e.offsets, e.labels) for e in ours.encodings] == [(e.input_ids, e.offsets, e.labels) for e in theirs.encodings]
+
+
+def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_start() -> None:
+    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
+    tokenizer.expect(1_000)
+    assert tokenizer.engine == "tokenizers"  # too little to pay for loading fastokens
+    tokenizer.expect(tokenizer.FAST_AFTER_CHARS)
+    assert tokenizer.engine == "fastokens"
+    slow = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
+    slow.engine_choice = "tokenizers"
+    slow.expect(10 * slow.FAST_AFTER_CHARS)
+    assert slow.engine == "tokenizers"  # an explicit choice stands

@@ -167,6 +167,12 @@ class ChatTokenizer:
                 return None
         return self.fast
 
+    def expect(self, chars: int) -> None:
+        """Say how much text is coming: with ``"auto"``, the fast path loads now if that is
+        enough to pay for loading it (``prepare`` knows its input's size)."""
+        if self.engine_choice == "auto" and chars >= self.FAST_AFTER_CHARS:
+            self.fast  # noqa: B018 - load (and check) it now
+
     def drop_fast(self, reason: str) -> None:
         """Encode with tokenizers from now on, saying why (a ``TokenizerBackendWarning``)."""
         self.__dict__["fast"] = None

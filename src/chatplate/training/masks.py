@@ -136,7 +136,10 @@ def _derived_turns(
         if role not in roles:
             continue
         prefix = _render_prefix(renderer, prepared, index, role == "assistant") if index else ""
-        turn = _render_prefix(renderer, prepared, index + 1, False)
+        if index + 1 == len(messages) and not prepared.add_generation_prompt:
+            turn = text  # the whole conversation, rendered already
+        else:
+            turn = _render_prefix(renderer, prepared, index + 1, False)
         if prefix is None or turn is None:
             raise MaskError(
                 f"messages[{index}]: cannot derive what the model produces for this {role} turn: the template "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import itertools
 import json
 import os
 import sys
@@ -40,10 +39,8 @@ __all__ = ["PrepareSummary", "prepare", "prepare_dataset", "REASONS"]
 REASONS = ("bad_json", "unknown_format", "bad_record", "bad_role", "template_error", "mask_error", "too_long",
            "no_trained_tokens")
 TRUNCATIONS = ("drop", "tokens", "turns")
-# Below this much input, worker processes cost more than they save (see _local). Rows of inputs
-# other than JSONL count as a typical SFT row each.
+# Below this much input, worker processes cost more than they save (see _local).
 SMALL_INPUT_BYTES = 40 * 2**20
-ROW_BYTES = 5_000
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ def rate(count: int, seconds: float, unit: str) -> str:
 _worker_template: ChatTemplate | None = None
 
 
-def _init_worker(template: ChatTemplate, single_threaded: bool) -> None:
+def _init_worker(template: ChatTemplate, single_threaded: bool, expected_chars: int) -> None:
     global _worker_template
     if single_threaded:
         # One tokenizer thread per worker process: the processes already fill the cores.
@@ -121,7 +118,8 @@ def _init_worker(template: ChatTemplate, single_threaded: bool) -> None:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         os.environ["FASTOKENS_BPE_THREADS"] = "1"
     _worker_template = template
-    template.tokenizer  # noqa: B018 - load it once, before the first chunk
+    # Load it once, before the first chunk, with the fast path if there is text enough to pay.
+    template.tokenizer.expect(expected_chars)
 
 
 def _run_chunk(chunk: Chunk, settings: _Settings) -> _ChunkResult:
@@ -275,22 +273,16 @@ def _single_process_warning(script: str, stacklevel: int) -> None:
 
 
 def _local(
-    template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int | None
+    template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int | None, size: int
 ) -> Iterator[_ChunkResult]:
-    """``workers`` processes, or by default all cores when the input is large enough to pay for them."""
-    # Starting a worker (a fresh interpreter that imports chatplate and loads the tokenizer, and
-    # fastokens once it pays) costs about a second, and with two cores two workers finish the
-    # rest only about 1.6 times sooner than this process alone (the writer here needs CPU too):
-    # measured, one process finishes first below about 40 MB of JSONL (8,000 typical rows).
+    """``workers`` processes, or by default all cores when the input (``size`` bytes) is large
+    enough to pay for them."""
+    # Starting a worker (a fresh interpreter that imports chatplate and loads the tokenizer and
+    # fastokens) costs about a second (more with a large vocabulary), and with two cores two
+    # workers finish the rest only about 1.5 times sooner than this process alone (the writer
+    # here needs CPU too): measured on the benchmark's 2,000-token vocabulary, they break even
+    # at about 25 MB of JSONL; a 128,000-token vocabulary loads seconds slower in each worker.
     if workers is None:
-        ahead: list[Chunk] = []
-        size = 0
-        for chunk in plan:
-            ahead.append(chunk)
-            size += chunk.byte_end - chunk.byte_start if chunk.kind == "jsonl" else chunk.rows * ROW_BYTES
-            if size >= SMALL_INPUT_BYTES:
-                break
-        plan = itertools.chain(ahead, plan)
         workers = (os.cpu_count() or 1) if size >= SMALL_INPUT_BYTES else 1
     if workers > 1:
         script = _unguarded_main_call("spawn")
@@ -298,7 +290,7 @@ def _local(
             _single_process_warning(script, stacklevel=3)  # _local runs inside prepare's loop
             workers = 1
     if workers <= 1:
-        _init_worker(template, single_threaded=False)
+        _init_worker(template, False, size)
         for chunk in plan:
             yield _run_chunk(chunk, settings)
         return
@@ -309,7 +301,7 @@ def _local(
     context = multiprocessing.get_context("spawn")
     window = 2 * workers
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(template, True)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(template, True, size // workers)) as pool:
             in_flight: list[Future[_ChunkResult]] = []
             for chunk in plan:
                 in_flight.append(pool.submit(_run_chunk, chunk, settings))
@@ -326,11 +318,19 @@ def _local(
         ) from exc
 
 
+def _input_bytes(path: Path) -> int:
+    """The input's size on disk (a dataset directory's files together): what decides whether
+    workers and the fast tokenizer pay for their start."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.is_file() else 0  # the planner says what is missing
+
+
 class _RayChunkEncoder:
     """A Ray Data actor: the template and tokenizer load once per actor."""
 
-    def __init__(self, template: ChatTemplate, settings: _Settings) -> None:
-        _init_worker(template, single_threaded=True)
+    def __init__(self, template: ChatTemplate, settings: _Settings, expected_chars: int) -> None:
+        _init_worker(template, True, expected_chars)
         self.settings = settings
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +341,8 @@ class _RayChunkEncoder:
 
 
 def _ray(
-    template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int, address: str | None, quiet: bool
+    template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int, address: str | None, quiet: bool,
+    size: int,
 ) -> Iterator[_ChunkResult]:
     import logging
     import pickle
@@ -377,7 +378,7 @@ def _ray(
         dataset = ray.data.from_items([{"chunk": pickle.dumps(chunk)} for chunk in plan])
         encoded = dataset.map_batches(
             _RayChunkEncoder,
-            fn_constructor_args=(template, settings),
+            fn_constructor_args=(template, settings, size // workers),
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
@@ -479,14 +480,15 @@ def prepare(
     template.tokenizer  # noqa: B018 - fail here, before any worker starts, if there is none
     in_kind = input_kind(input, input_format)
     plan = plan_chunks(input, in_kind, chunk_rows)
+    size = _input_bytes(Path(input))
     errors_path = Path(errors) if errors is not None else Path(f"{output}.errors.jsonl")
     summary = PrepareSummary(output=str(output), errors_path=str(errors_path))
     started = time.perf_counter()
     silenced = _datasets_quiet() if quiet and "hf" in (in_kind, out_kind) else contextlib.nullcontext()
     with silenced:
         results = (
-            _ray(template, plan, settings, workers or os.cpu_count() or 1, ray_address, quiet) if engine == "ray"
-            else _local(template, plan, settings, workers)
+            _ray(template, plan, settings, workers or os.cpu_count() or 1, ray_address, quiet, size) if engine == "ray"
+            else _local(template, plan, settings, workers, size)
         )
         writer = open_writer(output, out_kind)
         errors_file = None
