@@ -104,7 +104,10 @@ def peak_memory(directory: Path, source: Path, workers: int) -> tuple[int, int]:
         "import resource, sys, chatplate\n"
         f"chatplate.prepare({str(source)!r}, {str(source.with_suffix('.parquet'))!r}, "
         f"chatplate.load({str(directory)!r}), workers={workers})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        # The driver's own high-water mark (VmHWM): ru_maxrss survives exec, so it would report
+        # this benchmark's process, which forked it.
+        "hwm = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
+        "print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return int(out[-2]) // 1024, int(out[-1]) // 1024
