@@ -43,6 +43,22 @@ class SpanFinder(Protocol):
         ...
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector paused while a batch is built: the batch allocates millions of
+    objects (lists of ids, offsets, encodings) that refcounting frees and that form no cycles,
+    and the collector, run again and again as they pile up, took a fifth of the time (measured
+    on encode_batch with masks). Whatever cycles a template makes are collected once it resumes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_collector_paused()
 def encode_conversations(
     renderer: Renderer,
     tokenizer: ChatTokenizer,
@@ -59,41 +75,6 @@ def encode_conversations(
 
     With ``masks``, each encoding also gets ``assistant_mask`` and ``labels``.
     """
-    with _collector_paused():
-        encodings = _encode_conversations(
-            renderer, tokenizer, conversations, render_kwargs, sanitize_control_tokens, truncation, max_length,
-            return_offsets, masks,
-        )
-    _warn_missing_bos(renderer, encodings)
-    return encodings
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector paused while a batch is built: the batch allocates millions of
-    objects (lists of ids, offsets, encodings) that refcounting frees and that form no cycles,
-    and the collector, run again and again as they pile up, took a fifth of the time (measured
-    on encode_batch with masks). Whatever cycles a template makes are collected once it resumes."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _encode_conversations(
-    renderer: Renderer,
-    tokenizer: ChatTokenizer,
-    conversations: Sequence[Any],
-    render_kwargs: dict[str, Any],
-    sanitize_control_tokens: bool,
-    truncation: bool | str,
-    max_length: int | None,
-    return_offsets: bool,
-    masks: SpanFinder | None,
-) -> list[Encoding]:
     render = _Prompts.for_call(renderer, tokenizer, render_kwargs, sanitize_control_tokens, masks)
     if truncation == "turns":
         encodings = [
@@ -110,9 +91,11 @@ def _encode_conversations(
                 for enc in encodings:
                     _cut(enc, limit, tokenizer.truncation_side)
     _label(encodings)
+    _warn_missing_bos(renderer, encodings)
     return encodings
 
 
+@_collector_paused()
 def encode_examples(
     renderer: Renderer,
     tokenizer: ChatTokenizer,
@@ -127,19 +110,6 @@ def encode_examples(
     a failing example gives its error in its place, the rest are tokenized in one batched call.
     ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does. With
     ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
-    with _collector_paused():
-        return _encode_examples(renderer, tokenizer, examples, sanitize_control_tokens, masks, turns_max_length, arrays)
-
-
-def _encode_examples(
-    renderer: Renderer,
-    tokenizer: ChatTokenizer,
-    examples: Sequence[tuple[Any, dict[str, Any]]],
-    sanitize_control_tokens: bool,
-    masks: SpanFinder | None,
-    turns_max_length: int | None,
-    arrays: bool,
-) -> list[Encoding | ChatplateError]:
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
     pending: dict[Marker, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
@@ -346,7 +316,7 @@ def _warn_missing_bos(renderer: Renderer, encodings: list[Encoding]) -> None:
             "other input: the template probably lacks {{ bos_token }} (Encoding.missing_bos tells per prompt; "
             "this warning is given once per template)",
             MissingBosWarning,
-            stacklevel=4,
+            stacklevel=5,  # through encode_conversations and its collector pause, to the caller of encode
         )
 
 
