@@ -296,11 +296,21 @@ def test_a_small_input_is_prepared_without_starting_workers(tmp_path: Path, chat
     # By default (all cores), starting workers for this little would cost more than the work.
     summary = chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=5)
     assert summary.rows_written == len(GOOD) * 10
-    # An input as large as the limit gets them; so does an explicit number of workers.
-    monkeypatch.setattr(pipeline, "SMALL_INPUT_BYTES", source.stat().st_size)
+    # Workers start when the rest of the input, timed on its first chunk, would take longer than
+    # starting them; never when the first chunk is all there is.
+    monkeypatch.setattr(pipeline, "WORKER_START_SECONDS", -100.0)
     with pytest.raises(AssertionError, match="worker pool"):
         chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=5)
-    monkeypatch.setattr(pipeline, "SMALL_INPUT_BYTES", source.stat().st_size + 1)
-    assert chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=5).rows_written == len(GOOD) * 10
+    assert chatplate.prepare(source, tmp_path / "o.jsonl", chatml, chunk_rows=10_000).rows_written == len(GOOD) * 10
+    # An explicit number of workers is kept.
+    monkeypatch.setattr(pipeline, "WORKER_START_SECONDS", 100.0)
     with pytest.raises(AssertionError, match="worker pool"):
         chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=2, chunk_rows=5)
+    # Inputs whose first chunk does not tell its share (Parquet row groups) are judged by size.
+    records = [r for r in GOOD if isinstance(r, dict) and "messages" in r and "tools" not in r] * 10
+    table = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(records), table, row_group_size=3)
+    assert chatplate.prepare(table, tmp_path / "p.jsonl", chatml).rows_written == len(records)
+    monkeypatch.setattr(pipeline, "SMALL_INPUT_BYTES", table.stat().st_size)
+    with pytest.raises(AssertionError, match="worker pool"):
+        chatplate.prepare(table, tmp_path / "p.jsonl", chatml)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -39,7 +40,11 @@ __all__ = ["PrepareSummary", "prepare", "prepare_dataset", "REASONS"]
 REASONS = ("bad_json", "unknown_format", "bad_record", "bad_role", "template_error", "mask_error", "too_long",
            "no_trained_tokens")
 TRUNCATIONS = ("drop", "tokens", "turns")
-# Below this much input, worker processes cost more than they save (see _local).
+# What starting a worker costs beyond loading the template and tokenizer, which this process
+# times itself: a fresh interpreter importing chatplate, numpy and pyarrow (0.4 s measured).
+WORKER_START_SECONDS = 0.4
+# Inputs other than JSONL, whose first chunk does not tell its share of the input: below this
+# size, one process.
 SMALL_INPUT_BYTES = 40 * 2**20
 
 
@@ -276,22 +281,37 @@ def _local(
     template: ChatTemplate, plan: Iterator[Chunk], settings: _Settings, workers: int | None, size: int
 ) -> Iterator[_ChunkResult]:
     """``workers`` processes, or by default all cores when the input (``size`` bytes) is large
-    enough to pay for them."""
-    # Starting a worker (a fresh interpreter that imports chatplate and loads the tokenizer and
-    # fastokens) costs about a second (more with a large vocabulary), and with two cores two
-    # workers finish the rest only about 1.5 times sooner than this process alone (the writer
-    # here needs CPU too): measured on the benchmark's 2,000-token vocabulary, they break even
-    # at about 25 MB of JSONL; a 128,000-token vocabulary loads seconds slower in each worker.
+    enough to pay for starting them: this process then encodes the first chunk, and the time it
+    took tells how long the rest would take here (see ``_pays_to_start_workers``)."""
+    chunks = iter(plan)
+    here = False  # whether this process has loaded the template to encode chunks itself
     if workers is None:
-        workers = (os.cpu_count() or 1) if size >= SMALL_INPUT_BYTES else 1
+        workers = os.cpu_count() or 1
+        if workers > 1:
+            started = time.perf_counter()
+            _init_worker(template, False, size)
+            here, loaded = True, time.perf_counter() - started
+            first = next(chunks, None)
+            if first is None:
+                return
+            started = time.perf_counter()
+            yield _run_chunk(first, settings)
+            seconds = time.perf_counter() - started
+            following = next(chunks, None)
+            if following is None:
+                return
+            chunks = itertools.chain([following], chunks)
+            if not _pays_to_start_workers(first, seconds, size, loaded):
+                workers = 1
     if workers > 1:
         script = _unguarded_main_call("spawn")
         if script is not None:
             _single_process_warning(script, stacklevel=3)  # _local runs inside prepare's loop
             workers = 1
     if workers <= 1:
-        _init_worker(template, False, size)
-        for chunk in plan:
+        if not here:
+            _init_worker(template, False, size)
+        for chunk in chunks:
             yield _run_chunk(chunk, settings)
         return
     import multiprocessing
@@ -303,7 +323,7 @@ def _local(
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(template, True, size // workers)) as pool:
             in_flight: list[Future[_ChunkResult]] = []
-            for chunk in plan:
+            for chunk in chunks:
                 in_flight.append(pool.submit(_run_chunk, chunk, settings))
                 if len(in_flight) >= window:
                     yield in_flight.pop(0).result()
@@ -316,6 +336,20 @@ def _local(
             "run again with fewer {fix}",
             fix=Fix("workers", "--workers"),
         ) from exc
+
+
+def _pays_to_start_workers(first: Chunk, seconds: float, size: int, loaded: float) -> bool:
+    """Whether workers finish the rest sooner than this process would, after it encoded ``first``
+    in ``seconds`` (and loaded the template and tokenizer in ``loaded``).
+
+    Measured on two cores: two workers get through the rest about 1.6 times faster than this
+    process (which also writes the output), after each has started (``WORKER_START_SECONDS``
+    plus the same loading): they pay when the rest takes more than 2.7 starts here.
+    """
+    if first.kind != "jsonl" or first.byte_end <= first.byte_start:
+        return size >= SMALL_INPUT_BYTES
+    rest = seconds * (size - first.byte_end) / (first.byte_end - first.byte_start)
+    return rest > 2.7 * (WORKER_START_SECONDS + loaded)
 
 
 def _input_bytes(path: Path) -> int:
