@@ -285,7 +285,7 @@ def build_app() -> typer.Typer:
             Literal["drop", "tokens", "turns"],
             typer.Option("--truncation", help="Rows over --max-length: drop (reject), tokens (cut) or turns (drop oldest turns)."),
         ] = "drop",
-        workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes (default: all cores for an input over about 40 MB, else this one).")] = None,
+        workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes (default: all cores when the input is large enough to pay for starting them, else this one).")] = None,
         engine: Annotated[Literal["local", "ray"], typer.Option("--engine", help="local (processes) or ray.")] = "local",
         ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="An existing Ray cluster.")] = None,
         errors: Annotated[

@@ -476,8 +476,8 @@ def prepare(
     ``max_length`` with ``truncation``: ``"drop"`` rejects longer rows, ``"tokens"`` cuts them,
     ``"turns"`` drops their oldest turns. Rejected rows go to ``errors`` (default
     ``OUTPUT.errors.jsonl``) with row number and reason; ``on_error="fail"`` stops at the first.
-    ``workers`` processes (default: all cores, or this process alone for an input too small to
-    pay for starting them, about 40 MB) or ``engine="ray"`` (``ray_address`` for an
+    ``workers`` processes (default: all cores once the first chunk, encoded here, shows that the
+    rest would take longer than starting them; else this process alone) or ``engine="ray"`` (``ray_address`` for an
     existing cluster). ``progress(rows, tokens)`` is called after each chunk; ``quiet`` silences
     the progress bars and logs of Ray and ``datasets``.
 
