@@ -220,3 +220,18 @@ def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_sta
     slow.engine_choice = "tokenizers"
     slow.expect(10 * slow.FAST_AFTER_CHARS)
     assert slow.engine == "tokenizers"  # an explicit choice stands
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_prepare_dataset_gives_the_same_columns_and_types_with_both_engines(name: str) -> None:
+    datasets = pytest.importorskip("datasets")
+    fast, slow = engines(name)
+    # One Arrow type per column: plain role/content messages only.
+    chats = [c for c in [*HARD, *corpus_conversations()] if all(set(m) == {"role", "content"} and isinstance(m["content"], str) for m in c)]
+    dataset = datasets.Dataset.from_list([{"messages": chat} for chat in chats[:40]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours, theirs = (chatplate.prepare_dataset(dataset, template) for template in (fast, slow))
+    assert fast.tokenizer.engine == "fastokens"
+    assert ours.features == theirs.features
+    assert ours.to_list() == theirs.to_list()

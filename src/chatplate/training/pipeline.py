@@ -56,6 +56,9 @@ class _Settings:
     masks: MaskOptions
     jsonl: bool
     sanitize_control_tokens: bool = True
+    # Rows as numpy arrays, for the Arrow writers (prepare_dataset hands lists to datasets, which
+    # would otherwise type the columns by whichever tokenizer engine ran).
+    arrays: bool = False
 
 
 @dataclass
@@ -193,7 +196,7 @@ def encode_records(
     turns = settings.max_length if settings.truncation == "turns" else None
     encoded = encode_examples(template.renderer, tokenizer, [item for *_, item in examples],
                               sanitize_control_tokens=settings.sanitize_control_tokens, masks=settings.masks,
-                              turns_max_length=turns, arrays=not settings.jsonl)
+                              turns_max_length=turns, arrays=settings.arrays)
     columns: Columns = {name: [] for name in COLUMNS}
     for (row, line, record, _), enc in zip(examples, encoded):
         if isinstance(enc, ChatplateError):
@@ -509,6 +512,7 @@ def prepare(
         truncation=truncation,
         masks=MaskOptions.from_arguments(train_roles, train_end_of_turn, train_last_turn_only, None),
         jsonl=out_kind == "jsonl",
+        arrays=out_kind != "jsonl",
         sanitize_control_tokens=sanitize_control_tokens,
     )
     template.tokenizer  # noqa: B018 - fail here, before any worker starts, if there is none
