@@ -75,7 +75,6 @@ def encode_texts(
     With ``arrays``, ids and masks from the fast path stay numpy arrays (``prepare`` writes them
     to Arrow as they are: building Python ints costs more than the encoding); others are lists.
     """
-
     results: list[Any] = [None] * len(rendered)
     whole: list[int] = []
     for text in rendered:
