@@ -35,7 +35,7 @@ from .messages import (
 from .safety import Marking, mark, mark_messages, unescape_markers
 from .tools import to_tool_schemas
 
-__all__ = ["RenderResult", "Prepared", "Renderer", "render_kwargs"]
+__all__ = ["RenderResult", "Prepared", "Renderer", "render_kwargs", "check_limits"]
 
 # Appended to the text being continued, then cut off again; the same tag as the reference, so
 # templates that inspect the message see exactly what they would see there.
