@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import engine
 from .errors import Fix, InputError, TemplateNotFoundError, UnusedVariableWarning
@@ -31,7 +31,27 @@ _SPECIAL_TOKEN_VARIABLES = frozenset(
     ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
      "additional_special_tokens")
 )
+_T = TypeVar("_T")
 TokenizerLike = Any  # a tokenizer.json path, a model directory, a tokenizers.Tokenizer or a ChatTokenizer
+
+
+class _OnRenderer(Generic[_T]):
+    """A ``ChatTemplate`` attribute kept on its ``Renderer``: read-only, or settable through
+    ``convert`` (``settable=True``: as it is)."""
+
+    def __init__(self, convert: Callable[[Any], _T] | None = None, *, settable: bool = False) -> None:
+        self.convert = convert if convert is not None or not settable else (lambda value: value)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, template: Any, owner: type | None = None) -> Any:
+        return self if template is None else getattr(template.renderer, self.name)
+
+    def __set__(self, template: Any, value: Any) -> None:
+        if self.convert is None:
+            raise AttributeError(f"ChatTemplate.{self.name} cannot be set; build a new ChatTemplate")
+        setattr(template.renderer, self.name, self.convert(value))
 
 
 class ChatTemplate:
@@ -94,54 +114,15 @@ class ChatTemplate:
              self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits, self.roles),
         )
 
-    @property
-    def templates(self) -> dict[str, str]:
-        """Name -> Jinja text (``default``, and ``tool_use`` or others for named templates)."""
-        return self.renderer.templates
-
-    @property
-    def bos_token(self) -> str | None:
-        return self.renderer.bos_token
-
-    @bos_token.setter
-    def bos_token(self, value: str | None) -> None:
-        self.renderer.bos_token = value
-
-    @property
-    def eos_token(self) -> str | None:
-        return self.renderer.eos_token
-
-    @eos_token.setter
-    def eos_token(self, value: str | None) -> None:
-        self.renderer.eos_token = value
-
-    @property
-    def special_tokens(self) -> dict[str, str]:
-        """Further special-token variables (``unk_token``, ``pad_token``...), as transformers passes them."""
-        return self.renderer.special_tokens
-
-    @property
-    def origin(self) -> str | None:
-        """Where the template came from (a path, hub id or built-in name), for messages."""
-        return self.renderer.origin
-
-    @property
-    def limits(self) -> Limits:
-        """The render limits (see :class:`~chatplate.Limits`); settable."""
-        return self.renderer.limits
-
-    @limits.setter
-    def limits(self, value: Limits) -> None:
-        self.renderer.limits = check_limits(value)
-
-    @property
-    def roles(self) -> frozenset[str]:
-        """Roles beyond the standard ones that this template turns into control tokens; settable."""
-        return self.renderer.roles
-
-    @roles.setter
-    def roles(self, value: Iterable[str]) -> None:
-        self.renderer.roles = frozenset(value)
+    # What the template renders with lives on its renderer; these read it (and set it where a
+    # caller may change it).
+    templates = _OnRenderer[dict[str, str]]()  # name -> Jinja text ("default", "tool_use", ...)
+    bos_token = _OnRenderer[str | None](settable=True)
+    eos_token = _OnRenderer[str | None](settable=True)
+    special_tokens = _OnRenderer[dict[str, str]]()  # unk_token, pad_token..., as transformers passes them
+    origin = _OnRenderer[str | None]()  # a path, hub id or built-in name, for messages
+    limits = _OnRenderer[Limits](check_limits)
+    roles = _OnRenderer[frozenset[str]](frozenset)  # roles beyond the standard ones that become control tokens
 
     @property
     def tokenizer(self) -> ChatTokenizer:

@@ -85,7 +85,7 @@ def prompt_from_template(
     plain = template.render(messages, **options, **variables)
     declared = (template.bos_token, template.eos_token, *template.special_tokens.values())
     candidates = {t for t in declared if isinstance(t, str) and t} | {m.group() for m in _CONTROL_SHAPES.finditer(plain)}
-    kwargs = render_kwargs(tools, documents, add_generation_prompt, continue_final_message, now, variables, limits)
+    kwargs = render_kwargs(**options, variables=variables)
     text, spans = template_control_spans(template.renderer, messages, kwargs, tuple(sorted(candidates)))
     return Prompt(text, spans)
 

@@ -101,7 +101,7 @@ def encode_texts(
             encoded = fast.encode([rendered[index] for index in quick], with_offsets, wanted_spans)
         except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it refuses
             # A text the load-time check could not foresee: tokenizers takes over, for good.
-            tokenizer.drop_fast(f"fastokens failed on this input ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})")
+            tokenizer.drop_fast(exc)
             encoded = []
         for index, (ids, starts, ends, mask) in zip(quick, encoded):
             offsets = list(zip(starts.tolist(), ends.tolist())) if with_offsets else None

@@ -86,16 +86,15 @@ class FastEncoder:
         # For Metaspace pipelines: the added tokens (a text starting with one gets no leading ▁).
         self.metaspace = metaspace
         # Bytes the vocabulary has no token for (Falcon's control characters): tokenizers drops
-        # them, fastokens refuses the text, so texts holding one go to tokenizers. The rest of
-        # the byte values, to strip them away and see whether anything is left.
-        self.missing_bytes = missing_bytes
-        self._present_bytes = bytes(sorted(set(range(256)) - set(missing_bytes)))
+        # them, fastokens refuses the text, so texts holding one go to tokenizers. Kept as the
+        # other byte values, which a translate strips to see whether anything is left.
+        self._present_bytes = bytes(sorted(set(range(256)) - set(missing_bytes))) if missing_bytes else None
 
     def accepts(self, text: str) -> bool:
         """Whether the fast path encodes ``text`` exactly (otherwise it goes to tokenizers)."""
         if self.normalizes and not unicodedata.is_normalized("NFC", text):
             return False
-        return not self.missing_bytes or not text.encode("utf-8").translate(None, self._present_bytes)
+        return self._present_bytes is None or not text.encode("utf-8").translate(None, self._present_bytes)
 
     def _prepared(self, text: str) -> tuple[str, int]:
         """The text ``fastokens`` encodes, and how many characters were put in front of it."""
@@ -125,8 +124,9 @@ class FastEncoder:
             if not with_offsets and wanted is None:
                 out.append((row, None, None, None))
                 continue
-            ends = np.cumsum(self.lengths[row])
-            starts = ends - self.lengths[row]
+            lengths = self.lengths[row]
+            ends = np.cumsum(lengths)
+            starts = ends - lengths
             # Masks are read in bytes: the spans' edges moved to bytes cost far less than every
             # token's offset moved to characters.
             mask = mask_from_offsets(starts, ends, _byte_spans(text, wanted, added)) if wanted is not None else None
@@ -195,12 +195,18 @@ def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> Fas
             encoder = _build(spec, backend)
             reason = _self_check(encoder, backend)
         except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it does not support
-            reason = f"fastokens cannot load it ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+            reason = f"fastokens cannot load it ({failure(exc)})"
     if reason is None:
         return encoder
     if choice == "fastokens":
         warnings.warn(f"{origin}: using tokenizers, not fastokens: {reason}", TokenizerBackendWarning, stacklevel=4)
     return None
+
+
+def failure(exc: BaseException) -> str:
+    """What fastokens said when it failed, in one short line."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
 def _unsupported(spec: dict[str, Any]) -> str | None:

@@ -173,10 +173,17 @@ class ChatTokenizer:
         if self.engine_choice == "auto" and chars >= self.FAST_AFTER_CHARS:
             self.fast  # noqa: B018 - load (and check) it now
 
-    def drop_fast(self, reason: str) -> None:
-        """Encode with tokenizers from now on, saying why (a ``TokenizerBackendWarning``)."""
+    def drop_fast(self, error: BaseException) -> None:
+        """Encode with tokenizers from now on, after the fast path failed with ``error`` (a
+        ``TokenizerBackendWarning`` says so)."""
+        from .fast import failure
+
         self.__dict__["fast"] = None
-        warnings.warn(f"{self.tokenizer_class}: using tokenizers from now on: {reason}", TokenizerBackendWarning, stacklevel=2)
+        warnings.warn(
+            f"{self.tokenizer_class}: using tokenizers from now on: fastokens failed on this input ({failure(error)})",
+            TokenizerBackendWarning,
+            stacklevel=2,
+        )
 
     @property
     def engine(self) -> str:

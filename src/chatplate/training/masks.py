@@ -131,6 +131,8 @@ def _derived_turns(
     message only, such as a closing EOS, is not the turn's)."""
     turns: list[tuple[int, int, int]] = []
     cursor = 0
+    # Each message's text as it reaches the rendered text, to find turns by.
+    texts = [_marked_text(message, marker) for message in messages]
     for index, message in enumerate(messages):
         role = message.get("role")
         if role not in roles:
@@ -147,12 +149,12 @@ def _derived_turns(
                 index=index,
             )
         start = common_prefix(prefix, turn)
-        content = _marked_text(message, marker)
+        content = texts[index]
         rendered_content = bool(content) and content in turn[start:]
         # The prefix is trusted only if the turn before this one ends inside it (a template may
         # render earlier messages elsewhere once there are more of them: a system prompt moved
         # into the last user turn, say).
-        before = _marked_text(messages[index - 1], marker) if index else ""
+        before = texts[index - 1] if index else ""
         stable = start >= cursor and text.startswith(turn[:start]) and not (before and before in turn and before not in turn[:start])
         span = None
         if stable:
@@ -180,12 +182,9 @@ def _derived_turns(
                 # What the template writes before the content is the turn's, unless another
                 # message's text is in it (tool results folded into the model's turn).
                 lead = text[start:at] if stable and start <= at else None
-                if lead and any(
-                    other and other in lead
-                    for other in (_marked_text(m, marker) for j, m in enumerate(messages) if j != index)
-                ):
+                if lead and any(other and other in lead for j, other in enumerate(texts) if j != index):
                     lead = None
-                span = (at - len(lead) if lead is not None else at, end)
+                span = (start if lead is not None else at, end)
         if span is None and stable:
             span = (start, _turn_end(text, turn, start, eot))
         if span is None:

@@ -287,13 +287,12 @@ def _local(
     enough to pay for starting them: this process then encodes the first chunk, and the time it
     took tells how long the rest would take here (see ``_pays_to_start_workers``)."""
     chunks = iter(plan)
-    here = False  # whether this process has loaded the template to encode chunks itself
     if workers is None:
         workers = os.cpu_count() or 1
         if workers > 1:
             started = time.perf_counter()
             _init_worker(template, False, size)
-            here, loaded = True, time.perf_counter() - started
+            loaded = time.perf_counter() - started
             first = next(chunks, None)
             if first is None:
                 return
@@ -312,8 +311,7 @@ def _local(
             _single_process_warning(script, stacklevel=3)  # _local runs inside prepare's loop
             workers = 1
     if workers <= 1:
-        if not here:
-            _init_worker(template, False, size)
+        _init_worker(template, False, size)  # a second time costs nothing: all is loaded
         for chunk in chunks:
             yield _run_chunk(chunk, settings)
         return
