@@ -15,6 +15,7 @@ from typing import Any
 
 from . import engine
 from .errors import (
+    ChatplateError,
     ContinuationError,
     DocumentsError,
     Fix,
@@ -35,7 +36,7 @@ from .messages import (
 from .safety import Marking, mark, mark_messages, unescape_markers
 from .tools import to_tool_schemas
 
-__all__ = ["RenderResult", "Prepared", "Renderer", "render_kwargs", "check_limits"]
+__all__ = ["PrefixRenders", "RenderResult", "Prepared", "Renderer", "render_kwargs", "check_limits"]
 
 # Appended to the text being continued, then cut off again; the same tag as the reference, so
 # templates that inspect the message see exactly what they would see there.
@@ -81,6 +82,9 @@ class Renderer:
         # Roles beyond the standard ones that this template turns into control tokens.
         self.roles = roles
         self.compiled = {name: engine.compile_template(text, self.label(name)) for name, text in self.templates.items()}
+        # What templates write after their loop with a generation prompt, where that depends on
+        # their variables only (see PrefixRenders).
+        self.tails: dict[Any, str] = {}
 
     def label(self, name: str) -> str:
         label = self.origin or "chat template"
@@ -175,13 +179,8 @@ class Renderer:
         """Render prepared input, as it was prepared or with a prefix of its conversation
         (``chat``) and other settings (derived masks render every prefix)."""
         chat = prepared.chat if chat is None else chat
-        add_generation_prompt = prepared.add_generation_prompt if add_generation_prompt is None else add_generation_prompt
         with_spans = prepared.with_spans if with_spans is None else with_spans
-        template_vars = dict(prepared.variables)
-        template_vars["messages"] = chat
-        template_vars["add_generation_prompt"] = add_generation_prompt
-        budget = engine.Budget(prepared.limits, prepared.now)
-        compiled = self.compiled[prepared.name]
+        compiled, template_vars, budget = self._render_input(prepared, chat, add_generation_prompt)
         try:
             if with_spans:
                 text, spans = engine.render_with_spans(compiled, template_vars, budget)
@@ -195,6 +194,38 @@ class Renderer:
         if prepared.continued is not None and chat is prepared.chat:
             text = _close_final_message(text, prepared.continued)
         return RenderResult(text, spans)
+
+    def prefixes(self, prepared: Prepared, text: str | None = None) -> PrefixRenders:
+        """The conversation rendered whole (``text``, if it is rendered already), with the
+        renders of its prefixes on demand (see :class:`PrefixRenders`)."""
+        return PrefixRenders(self, prepared, text)
+
+    def _record(self, prepared: Prepared, add_generation_prompt: bool, count: int | None = None) -> engine.Recording | None:
+        """A recorded render of the first ``count`` messages (all by default), or ``None`` where
+        recording cannot tell prefixes apart."""
+        if prepared.continued is not None or prepared.with_spans:
+            return None
+        chat = prepared.chat if count is None else prepared.chat[:count]
+        compiled, template_vars, budget = self._render_input(prepared, chat, add_generation_prompt)
+        try:
+            recorded = engine.record(compiled, template_vars, budget)
+        except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
+            raise engine.translate_runtime_error(exc, self.label(prepared.name)) from exc
+        if recorded is not None and prepared.marked and unescape_markers(recorded.text, [])[0] is not recorded.text:
+            # Escaped markers (data printed with repr or ASCII JSON) are put back, which moves
+            # every position after them: rare enough to render such prefixes one by one.
+            return None
+        return recorded
+
+    def _render_input(
+        self, prepared: Prepared, chat: list[dict[str, Any]], add_generation_prompt: bool | None
+    ) -> tuple[Any, dict[str, Any], engine.Budget]:
+        template_vars = dict(prepared.variables)
+        template_vars["messages"] = chat
+        template_vars["add_generation_prompt"] = (
+            prepared.add_generation_prompt if add_generation_prompt is None else add_generation_prompt
+        )
+        return self.compiled[prepared.name], template_vars, engine.Budget(prepared.limits, prepared.now)
 
     def render_text(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
         """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
@@ -214,6 +245,95 @@ class Prepared:
     continued: Any
     add_generation_prompt: bool
     with_spans: bool
+
+
+class PrefixRenders:
+    """A conversation rendered whole, and the renders of its prefixes on demand (derived masks
+    compare them): cut from recorded renders where those tell them (``engine/recording.py``),
+    rendered one by one where they do not.
+
+    A prefix with the render's own ``add_generation_prompt`` is the whole render cut where the
+    template's loop took the next message, joined to what it wrote after the loop. One with a
+    generation prompt (the whole render having none) is the whole render up to that point,
+    joined to what the template writes after its loop with a generation prompt: learnt from a
+    recorded render of the first such prefix, or from an earlier conversation when that output
+    depends only on the template's variables.
+
+    >>> r = Renderer({"default": "{% for m in messages %}<{{ m.content }}>{% endfor %}{% if add_generation_prompt %}!{% endif %}"})
+    >>> renders = r.prefixes(r.prepare([{"role": "user", "content": "a"}] * 3))
+    >>> renders.text, renders.render(1, True), renders.render(2, True), renders.render(2, False)
+    ('<a><a><a>', '<a>!', '<a><a>!', '<a><a>')
+    """
+
+    def __init__(self, renderer: Renderer, prepared: Prepared, text: str | None = None) -> None:
+        self.renderer, self.prepared = renderer, prepared
+        # Given the text, nothing is recorded: every prefix is rendered.
+        self._recording = renderer._record(prepared, prepared.add_generation_prompt) if text is None else None
+        if text is None:
+            text = self._recording.text if self._recording is not None else renderer.render(prepared).text
+        self.text = text
+        # What the template writes after its loop with a generation prompt, the message its loop
+        # took last before that in the recording it comes from, and the first prefix it holds for.
+        self._tail: tuple[str, int, int] | None = None
+        self._tries = _TAIL_TRIES
+
+    def render(self, count: int, add_generation_prompt: bool) -> str | None:
+        """The first ``count`` messages rendered (``None`` if the template refuses them)."""
+        recording = self._recording
+        if recording is not None:
+            if add_generation_prompt == self.prepared.add_generation_prompt:
+                cut = recording.cut(count)
+                if cut is not None:
+                    return self.text[: cut[0]] + self.text[cut[1] :]
+            elif add_generation_prompt:
+                if self._tail is None and self._tries:
+                    return self._learn_tail(count)
+                if self._tail is not None and count >= self._tail[2]:
+                    head = recording.head(count, self._tail[1])
+                    if head is not None:
+                        return self.text[:head] + self._tail[0]
+        return self._render(count, add_generation_prompt)
+
+    def _learn_tail(self, count: int) -> str | None:
+        # Learnt from this prefix's own render, recorded: the answer for this prefix either way.
+        self._tries -= 1
+        renderer, prepared = self.renderer, self.prepared
+        try:
+            key: Any = (prepared.name, prepared.now, tuple(prepared.variables.items()))
+            cached = renderer.tails.get(key)
+        except TypeError:  # a variable holds a list or a dict: not a key, learnt again each time
+            key = cached = None
+        if cached is not None:
+            self._tail = (cached, 0, 1)
+            return self.render(count, True)
+        try:
+            recording = renderer._record(prepared, True, count)
+        except ChatplateError:
+            return None
+        if recording is None:
+            return self._render(count, True)
+        found = recording.tail()
+        if found is not None:
+            tail = recording.text[found[0] :]
+            self._tail = (tail, count - 1, count)
+            if found[1] and key is not None:
+                if len(renderer.tails) >= _TAILS_KEPT:
+                    renderer.tails.clear()
+                renderer.tails[key] = tail
+        return recording.text
+
+    def _render(self, count: int, add_generation_prompt: bool) -> str | None:
+        try:
+            return self.renderer.render(self.prepared, self.prepared.chat[:count], add_generation_prompt, False).text
+        except ChatplateError:
+            return None
+
+
+# Generation-prompt tails kept per renderer (one per distinct set of template variables).
+_TAILS_KEPT = 64
+# Prompted prefixes recorded to learn the tail from (a first one may be too short to show the
+# loop: a system message that the loop skips) before the rest are rendered without recording.
+_TAIL_TRIES = 2
 
 
 def render_kwargs(

@@ -2,10 +2,11 @@
 
 from .compiler import compile_template, has_generation_blocks, literal_text, read_variables, translate_runtime_error
 from .budget import Budget
-from .environment import render, render_with_spans
+from .environment import record, render, render_with_spans
+from .recording import Recording
 
 __all__ = [
-    "Budget", "compile_template", "has_generation_blocks", "literal_text", "read_variables", "render",
-    "render_with_spans",
+    "Budget", "Recording", "compile_template", "has_generation_blocks", "literal_text", "read_variables", "record",
+    "render", "render_with_spans",
     "translate_runtime_error",
 ]

@@ -14,10 +14,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..limits import Limits
 from ..messages import InputSize
+
+if TYPE_CHECKING:
+    from .recording import Log
 
 __all__ = ["Budget", "LimitExceeded", "current", "folding", "state"]
 
@@ -176,6 +179,7 @@ class _RenderState(threading.local):
     midway, so a thread-local is enough, and cheaper to set than a context variable)."""
 
     budget: Budget | None = None
+    log: Log | None = None  # what a recorded render notes (recording.py)
 
 
 state = _RenderState()

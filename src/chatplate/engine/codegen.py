@@ -1,12 +1,14 @@
 """jinja2's code generator, with the operations that can build large values routed through
 ``guards.py``.
 
-The Python jinja2 writes for a template is kept as it is, except for seven places: ``+``, ``*``,
+The Python jinja2 writes for a template is kept as it is, except for these places: ``+``, ``*``,
 ``**`` and ``%`` call the guarded operators, ``~`` calls the guarded join, each ``for`` loop
-iterates through ``iterate`` (one unit of work per item), a list, tuple or dict literal that
-holds other values is measured once built (``container``), a loop in a macro or block is
-given that body's output buffer (so the budget can watch it fill), and a value printed with
-``{{ ... }}`` that is not already a string or a number goes through ``text``. Strings, the
+iterates through ``iterate`` (one unit of work per item; a loop in a macro or block is given
+that body's output buffer, so the budget can watch it fill, and a loop whose body reads
+``loop.last`` or the like is told so, for ``recording.py``), a list, tuple or dict literal that
+holds other values is measured once built (``container``), each read of
+``add_generation_prompt`` goes through ``flag`` (also for ``recording.py``), and a value printed
+with ``{{ ... }}`` that is not already a string or a number goes through ``text``. Strings, the
 overwhelming majority of what templates print, take the same path as before: a type check
 instead of ``str()``. Two fast paths come with it: dict keys and ``+`` are read inline.
 """
@@ -40,13 +42,13 @@ class GuardedCodeGenerator(CodeGenerator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._iterables: set[int] = set()
+        self._iterables: dict[int, bool] = {}  # id(loop iterable) -> whether the loop looks ahead
         self._loop_inside = self._recursive_loop = True
         self._values_written = 0
         self._join_first: set[str] = set()
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        names = ", ".join(f"{name} as cp_{name}" for name in ("buffer", "concat", "container", "iterate", "text", "checked", "sized", "FLAT", *_BINOPS.values()))
+        names = ", ".join(f"{name} as cp_{name}" for name in ("buffer", "concat", "container", "iterate", "text", "checked", "sized", "flag", "FLAT", *_BINOPS.values()))
         self.writeline(f"from {_GUARDS} import {names}")
         super().visit_Template(node, frame)
 
@@ -176,18 +178,28 @@ class GuardedCodeGenerator(CodeGenerator):
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         # jinja2 allows no new node types, so the iterable is marked and wrapped where visited.
-        self._iterables.add(id(node.iter))
+        self._iterables[id(node.iter)] = _looks_ahead(node)
         self._loop_inside = self._recursive_loop = node.recursive  # for the buffer a recursive loop makes
         super().visit_For(node, frame)
 
     def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
-        if id(node) not in self._iterables:
+        looks_ahead = self._iterables.get(id(node))
+        if looks_ahead is None:
             return super().visit(node, *args, **kwargs)
         frame = args[0]
         self.write("cp_iterate(")
         super().visit(node, *args, **kwargs)
-        self.write(f", {frame.buffer})" if frame.buffer else ")")
+        self.write(f", {frame.buffer or None}, True)" if looks_ahead else f", {frame.buffer})" if frame.buffer else ")")
         return None
+
+    def visit_Name(self, node: nodes.Name, frame: Frame) -> None:
+        if node.ctx != "load" or node.name != "add_generation_prompt":
+            super().visit_Name(node, frame)
+            return
+        # Where a template reads it tells a recorded render which output does not depend on it.
+        self.write("cp_flag(")
+        super().visit_Name(node, frame)
+        self.write(")")
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.volatile or frame.eval_ctx.autoescape or finalize.src is not None:
@@ -202,3 +214,26 @@ class GuardedCodeGenerator(CodeGenerator):
             super()._output_child_post(node, frame, finalize)
         else:
             self.write(f").__class__ is str else str({_VALUE}) if {_VALUE}.__class__ in cp_FLAT else cp_text({_VALUE}))")
+
+
+# What a loop knows at the top of an iteration; `loop.last`, `loop.length`, `loop.revindex` and
+# `loop.nextitem` look at the items still to come.
+_IN_STEP = frozenset(("index", "index0", "first", "previtem", "depth", "depth0", "cycle", "changed"))
+
+
+def _looks_ahead(node: nodes.For) -> bool:
+    """Whether the body of the loop ``node`` reads ``loop`` for anything but :data:`_IN_STEP`
+    (``loop`` in a nested loop's body is that loop's own)."""
+    allowed: set[int] = set()
+    pending: list[nodes.Node] = [*node.body, *node.else_]
+    while pending:
+        child = pending.pop()
+        if isinstance(child, nodes.For):
+            pending.extend((child.iter, *child.else_))
+            continue
+        if isinstance(child, nodes.Getattr) and isinstance(child.node, nodes.Name) and child.attr in _IN_STEP:
+            allowed.add(id(child.node))
+        elif isinstance(child, nodes.Name) and child.name == "loop" and child.ctx == "load" and id(child) not in allowed:
+            return True
+        pending.extend(child.iter_child_nodes())
+    return False

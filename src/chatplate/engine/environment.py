@@ -27,6 +27,7 @@ from .budget import CALL_UNITS, Budget, state
 from .codegen import GUARDED_BINOPS, GuardedCodeGenerator
 from .filters import STR_METHOD_GUARDS, bounded_filters, bounded_join, bounded_lipsum, check_str_format, tojson
 from .guards import container, iterate, sized
+from .recording import Log, RecordedMessages, Recording
 
 
 
@@ -77,6 +78,8 @@ def _raise_exception(message: Any) -> None:
 
 
 def _strftime_now(format: str) -> str:
+    if state.log is not None:
+        state.log.clock_read = True
     budget = state.budget
     now = budget.now if budget is not None else None
     return (now if now is not None else datetime.now()).strftime(format)
@@ -112,6 +115,37 @@ class _TemplateNamespace(jinja2.utils.Namespace):
                 f"Chat templates cannot store underscore-prefixed attributes on a namespace, but got {name!r}. "
                 "Please rename the attribute."
             )
+
+
+class _RecordingNamespace(_TemplateNamespace):
+    """``namespace()`` in a recorded render: notes which attributes are read and written, when."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name[:1] != "_":
+            log = object.__getattribute__(self, "_log")
+            log.clock += 1
+            log.reads.append((log.clock, (id(self), name)))
+        return _TemplateNamespace.__getattribute__(self, name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        log = object.__getattribute__(self, "_log")
+        log.clock += 1
+        log.writes.setdefault((id(self), name), []).append(log.clock)
+        _TemplateNamespace.__setitem__(self, name, value)
+
+    @classmethod
+    def bound(cls, log: Log) -> Any:
+        """The ``namespace`` global for one recorded render."""
+
+        def namespace(*args: Any, **kwargs: Any) -> _RecordingNamespace:
+            made = cls.__new__(cls)
+            # Outside the namespace's attributes, so templates neither see nor print it.
+            object.__setattr__(made, "_log", log)
+            log.namespaces.append(made)  # alive until the log is read: ids are its keys
+            _TemplateNamespace.__init__(made, *args, **kwargs)
+            return made
+
+        return namespace
 
 
 # The exact builtin types templates mostly touch. Their instances have no __dict__ and their
@@ -357,8 +391,29 @@ ENVIRONMENT = build_environment()
 
 def render(template: jinja2.Template, variables: dict[str, Any], budget: Budget) -> str:
     """Render within ``budget`` (its limits and its clock for ``strftime_now``)."""
-    # The output is collected where the budget can see it grow while the template runs.
+    return _run(template, variables, budget, [])
+
+
+def record(template: jinja2.Template, variables: dict[str, Any], budget: Budget) -> Recording | None:
+    """:func:`render`, recording what the template does with ``messages`` (a list), so that the
+    renders of prefixes of the conversation can be told from this one (see ``recording.py``);
+    ``None`` if a variable replaces the ``namespace`` the recording watches."""
+    if "namespace" in variables:
+        return None
     pieces: list[str] = []
+    log = Log(pieces)
+    recorded = dict(variables)
+    recorded["messages"] = RecordedMessages(variables["messages"], log)
+    recorded["namespace"] = _RecordingNamespace.bound(log)
+    previous, state.log = state.log, log
+    try:
+        return Recording(_run(template, recorded, budget, pieces), log)
+    finally:
+        state.log = previous
+
+
+def _run(template: jinja2.Template, variables: dict[str, Any], budget: Budget, pieces: list[str]) -> str:
+    # The output is collected where the budget can see it grow while the template runs.
     budget.pieces = pieces
     previous, state.budget = state.budget, budget
     try:

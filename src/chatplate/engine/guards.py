@@ -20,9 +20,10 @@ from jinja2.utils import Namespace
 
 from ..messages import FLAT
 from .budget import LimitExceeded, current, folding, state
+from .recording import RecordedMessages
 
 __all__ = [
-    "add", "mul", "power", "mod", "concat", "container", "buffer", "iterate", "text", "checked", "sized", "measure",
+    "add", "mul", "power", "mod", "concat", "container", "buffer", "iterate", "flag", "text", "checked", "sized", "measure",
     "check_printf", "CONTAINERS", "SMALL", "FLAT",
 ]
 
@@ -119,15 +120,20 @@ def buffer() -> list[str]:
     return pieces
 
 
-def iterate(iterable: Any, buffer: list[str] | None = None) -> Any:
+def iterate(iterable: Any, buffer: list[str] | None = None, looks_ahead: bool = False) -> Any:
     """What a ``for`` loop iterates: the same items, each charged as one unit of work.
 
     ``buffer`` is where the loop's body writes, when that is not the top-level output: a loop
-    that reaches a checkpoint has the budget watch it from then on.
+    that reaches a checkpoint has the budget watch it from then on. ``looks_ahead``: the body
+    reads ``loop.last`` or the like (for a recorded render's messages).
     """
     budget = state.budget
     if budget is None:
         return iterable
+    if type(iterable) is RecordedMessages:
+        # The budget's look at the length is not the template's: not noted.
+        budget.charge(list.__len__(iterable))
+        return iterable.loop(in_step=buffer is None and not looks_ahead)
     try:
         size = len(iterable)
     except TypeError:
@@ -141,6 +147,14 @@ def iterate(iterable: Any, buffer: list[str] | None = None) -> Any:
         budget.charge(size)
         return iterable
     return chain.from_iterable(budget.counted_chunks(iterable))
+
+
+def flag(value: Any) -> Any:
+    """``add_generation_prompt`` where a template reads it, noted by a recorded render."""
+    log = state.log
+    if log is not None:
+        log.flag_read()
+    return value
 
 
 def text(value: Any) -> str:

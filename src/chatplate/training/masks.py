@@ -6,8 +6,9 @@ Two sources of spans, one result (character spans in the rendered text):
 - otherwise derived, for any template: what the template renders for a turn after the
   generation prompt (the rendering of the conversation up to that turn with
   ``add_generation_prompt=True``), through the turn's end-of-turn marker (its last control
-  token). Derivation renders each trained turn's prefixes, so it costs two extra renders per
-  trained turn.
+  token). Those prefix renders come from one recorded render of the whole conversation where
+  it tells them (:class:`chatplate.rendering.PrefixRenders`), so for most templates deriving
+  costs one render, not two more per trained turn.
 
 Spans become token masks in :mod:`chatplate.tokens.spans` by one rule: a token is trained when
 its characters overlap a span, so a token straddling a span edge is trained.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import engine
-from ..errors import ChatplateError, InputError, MaskError
+from ..errors import InputError, MaskError
 from ..messages import validate_conversation
 from ..rendering import Prepared, Renderer
 from ..safety import START, Marker, Marking, mark
@@ -100,48 +101,56 @@ def conversation_spans(
         if not default_selection:
             # Which message a block belongs to: the derived turn it overlaps.
             turns = _derived_turns(renderer, prepared, messages, text, marker, eot, options.roles)
-            keep = [(s, e) for s, e, index in turns if trained[index]]
+            keep = [(s, e) for s, e, index in turns.spans if trained[index]]
             spans = [(s, e) for s, e in spans if any(s < ke and e > ks for ks, ke in keep)]
         # A block's span is what the template marks, as transformers reads it.
         if not options.end_of_turn:
             spans = [_through_end_of_turn(text, s, e, eot, False) for s, e in spans]
     else:
-        text = renderer.render(prepared).text
-        turns = _derived_turns(renderer, prepared, messages, text, marker, eot, options.roles)
-        spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns if trained[index]]
+        turns = _derived_turns(renderer, prepared, messages, None, marker, eot, options.roles)
+        text = turns.text
+        spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns.spans if trained[index]]
     spans = sorted((s, e) for s, e in spans if e > s)
     if options.last_turn_only and spans:
         spans = spans[-1:]
     return text, spans
 
 
+@dataclass
+class _Turns:
+    text: str  # the whole conversation rendered
+    spans: list[tuple[int, int, int]]  # (start, end, message index)
+
+
 def _derived_turns(
     renderer: Renderer,
     prepared: Prepared,
     messages: list[dict[str, Any]],
-    text: str,
+    text: str | None,
     marker: Marking | None,
     eot: Marker,
     roles: frozenset[str],
-) -> list[tuple[int, int, int]]:
-    """``(start, end, message index)`` of each turn of ``roles`` in ``text`` (the whole
-    conversation rendered): from the end of the turn's generation prompt (for roles other than
-    the assistant's, which have none, from the end of the previous turn) to where the rendering
-    of the conversation up to that turn and ``text`` part (what a template adds after the final
-    message only, such as a closing EOS, is not the turn's)."""
+) -> _Turns:
+    """``(start, end, message index)`` of each turn of ``roles`` in the whole conversation
+    rendered (``text``, rendered here if not given): from the end of the turn's generation prompt
+    (for roles other than the assistant's, which have none, from the end of the previous turn)
+    to where the rendering of the conversation up to that turn and ``text`` part (what a template
+    adds after the final message only, such as a closing EOS, is not the turn's)."""
     turns: list[tuple[int, int, int]] = []
     cursor = 0
+    indices = [index for index, message in enumerate(messages) if message.get("role") in roles]
+    renders = renderer.prefixes(prepared, text)
+    text = renders.text
     # Each message's text as it reaches the rendered text, to find turns by.
     texts = [_marked_text(message, marker) for message in messages]
-    for index, message in enumerate(messages):
+    for index in indices:
+        message = messages[index]
         role = message.get("role")
-        if role not in roles:
-            continue
-        prefix = _render_prefix(renderer, prepared, index, role == "assistant") if index else ""
+        prefix = renders.render(index, role == "assistant") if index else ""
         if index + 1 == len(messages) and not prepared.add_generation_prompt:
             turn = text  # the whole conversation, rendered already
         else:
-            turn = _render_prefix(renderer, prepared, index + 1, False)
+            turn = renders.render(index + 1, False)
         if prefix is None or turn is None:
             raise MaskError(
                 f"messages[{index}]: cannot derive what the model produces for this {role} turn: the template "
@@ -196,7 +205,7 @@ def _derived_turns(
             )
         turns.append((span[0], span[1], index))
         cursor = span[1]
-    return turns
+    return _Turns(text, turns)
 
 
 def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
@@ -263,14 +272,6 @@ def _marked_text(message: Any, marker: Marking | None) -> str:
     """:func:`_last_text` of a message as it reaches the rendered text (marked, if data is)."""
     text = _last_text(message.get("content"))
     return mark(text, marker.for_role(message.get("role"))) if marker is not None and text else text
-
-
-def _render_prefix(renderer: Renderer, prepared: Prepared, count: int, generation_prompt: bool) -> str | None:
-    """The first ``count`` messages rendered (``None`` if the template refuses them)."""
-    try:
-        return renderer.render(prepared, prepared.chat[:count], generation_prompt, False).text
-    except ChatplateError:
-        return None
 
 
 def _control_matches(text: str, eot: Marker, start: int, end: int) -> list[re.Match[str]]:
