@@ -80,6 +80,8 @@ class FastEncoder:
     ) -> None:
         self.fast = fast
         self.lengths = lengths
+        # Tokens of no bytes (an empty added token) are never trained; most vocabularies have none.
+        self.empty_tokens = bool((lengths == 0).any())
         # With an NFC normalizer, a text that is not already NFC would shift the offsets: such
         # texts go to tokenizers.
         self.normalizes = normalizes
@@ -116,23 +118,17 @@ class FastEncoder:
         prepared = [self._prepared(text) for text in texts]
         flat, bounds = self.fast.encode_batch_flat([text for text, _ in prepared], add_special_tokens=False)
         ids = np.frombuffer(flat, np.uint32)
-        cuts = np.frombuffer(bounds, np.uint64).astype(np.int64)
+        cuts = np.frombuffer(bounds, np.uint64).astype(np.int64).tolist()
+        masks = self._masks(ids, cuts, prepared, spans) if spans is not None else [None] * len(prepared)
         out: list[tuple[Any, Any, Any, Any]] = []
         for index, (text, added) in enumerate(prepared):
             row = ids[cuts[index] : cuts[index + 1]]
-            wanted = spans[index] if spans is not None else None
-            if not with_offsets and wanted is None:
-                out.append((row, None, None, None))
+            if not with_offsets:
+                out.append((row, None, None, masks[index]))
                 continue
             lengths = self.lengths[row]
             ends = np.cumsum(lengths)
             starts = ends - lengths
-            # Masks are read in bytes: the spans' edges moved to bytes cost far less than every
-            # token's offset moved to characters.
-            mask = mask_from_offsets(starts, ends, _byte_spans(text, wanted, added)) if wanted is not None else None
-            if not with_offsets:
-                out.append((row, None, None, mask))
-                continue
             if not text.isascii():
                 data = np.frombuffer(text.encode("utf-8"), np.uint8)
                 # The character each byte belongs to: count the bytes that start a character.
@@ -148,14 +144,41 @@ class FastEncoder:
                 ends = ends - added
                 if len(ends) and ends[0] == 0:
                     ends[0] = 1
-            out.append((row, starts, ends, mask))
+            out.append((row, starts, ends, masks[index]))
         return out
+
+    def _masks(
+        self, ids: np.ndarray, cuts: list[int], prepared: list[tuple[str, int]], spans: Sequence[Spans | None]
+    ) -> list[np.ndarray | None]:
+        """Each text's token mask (the tokens overlapping its spans), for the whole batch at once:
+        the tokens' byte offsets run on from text to text, so every span, moved to bytes, is
+        found by one search over all of them."""
+        import numpy as np
+
+        lengths = self.lengths[ids]
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        # Where each text's bytes start among them (an empty text: where the next one starts).
+        bases = np.append(starts, ends[-1:] if len(ends) else [0])[cuts[:-1]].tolist()
+        lows: list[int] = []
+        highs: list[int] = []
+        for (text, added), wanted, base in zip(prepared, spans, bases):
+            if wanted:
+                for low, high in _byte_spans(text, wanted, added):
+                    lows.append(base + low)
+                    highs.append(base + high)
+        # Masks are read in bytes: the spans' edges moved to bytes cost far less than every
+        # token's offset moved to characters.
+        mask = mask_from_offsets(starts, ends, lows, highs, self.empty_tokens)
+        return [mask[cuts[i] : cuts[i + 1]] if spans[i] is not None else None for i in range(len(prepared))]
 
 
 def _byte_spans(text: str, spans: Spans, added: int) -> Spans:
     """``spans`` (characters of the text before :meth:`FastEncoder._prepared`) as byte spans
     of the ``text`` it prepared, which has ``added`` characters in front. The first character
     of the original owns the added ``▁``, so a span starting there starts at byte 0."""
+    if text.isascii():
+        return [(start + added if start else 0, end + added if end else 0) for start, end in spans]
     edges = sorted({edge for span in spans for edge in span})
     at: dict[int, int] = {}
     position = size = 0
