@@ -137,6 +137,12 @@ def test_a_view_after_the_system_message_is_known() -> None:
     assert not r.tails
 
 
+def test_asking_whether_there_are_messages_is_asking_for_the_first() -> None:
+    source = "{% if messages %}{{ bos_token }}{% endif %}" + LOOP + PROMPT
+    known = check(renderer(source), CHAT)
+    assert known[False] == known[True] == set(range(1, len(CHAT)))
+
+
 def test_a_filtered_loop_is_known() -> None:
     source = "{% for m in messages if m.role != 'system' %}<{{ m.content }}>{% endfor %}" + PROMPT
     assert check(renderer(source), CHAT)[False] == set(range(1, len(CHAT)))

@@ -113,13 +113,15 @@ class RecordedMessages(list):  # type: ignore[type-arg]
         self._log.observe(_ALL)
         return list(list.__iter__(self))
 
-    # Everything else that reads the list reads all of it, or its length.
+    # Everything else reads all of it, or how many there are.
     def __len__(self) -> int:
         self._log.observe(_ALL)
         return list.__len__(self)
 
     def __bool__(self) -> bool:
-        return bool(len(self))
+        # Whether there are any: whether the first exists, the same for every prefix that has it.
+        self._log.observe(self._offset)
+        return list.__len__(self) > 0
 
     def __contains__(self, item: Any) -> bool:
         return item in self._whole()
