@@ -82,9 +82,9 @@ class Renderer:
         # Roles beyond the standard ones that this template turns into control tokens.
         self.roles = roles
         self.compiled = {name: engine.compile_template(text, self.label(name)) for name, text in self.templates.items()}
-        # What templates write after their loop with a generation prompt, where that depends on
-        # their variables only (see PrefixRenders).
-        self.tails: dict[Any, str] = {}
+        # What templates write after their loop with a generation prompt, and that loop's place,
+        # where that depends on their variables only (see PrefixRenders).
+        self.tails: dict[Any, tuple[str, int]] = {}
 
     def label(self, name: str) -> str:
         label = self.origin or "chat template"
@@ -272,9 +272,10 @@ class PrefixRenders:
         if text is None:
             text = self._recording.text if self._recording is not None else renderer.render(prepared).text
         self.text = text
-        # What the template writes after its loop with a generation prompt, the message its loop
-        # took last before that in the recording it comes from, and the first prefix it holds for.
-        self._tail: tuple[str, int, int] | None = None
+        # What the template writes after its loop with a generation prompt, that loop (the
+        # message it took last in the recording this comes from, or its place in the template:
+        # see Recording.head) and the first prefix it holds for.
+        self._tail: tuple[str, int | tuple[int], int] | None = None
         self._tries = _TAIL_TRIES
 
     def render(self, count: int, add_generation_prompt: bool) -> str | None:
@@ -304,7 +305,7 @@ class PrefixRenders:
         except TypeError:  # a variable holds a list or a dict: not a key, learnt again each time
             key = cached = None
         if cached is not None:
-            self._tail = (cached, 0, 1)
+            self._tail = (cached[0], (cached[1],), 1)
             return self.render(count, True)
         try:
             recording = renderer._record(prepared, True, count)
@@ -316,10 +317,10 @@ class PrefixRenders:
         if found is not None:
             tail = recording.text[found[0] :]
             self._tail = (tail, count - 1, count)
-            if found[1] and key is not None:
+            if found[1] is not None and key is not None:
                 if len(renderer.tails) >= _TAILS_KEPT:
                     renderer.tails.clear()
-                renderer.tails[key] = tail
+                renderer.tails[key] = (tail, found[1])
         return recording.text
 
     def _render(self, count: int, add_generation_prompt: bool) -> str | None:

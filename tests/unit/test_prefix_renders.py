@@ -78,7 +78,7 @@ def test_a_plain_loop_is_known_for_every_prefix() -> None:
     # The first prompted prefix is rendered, recorded, to learn what follows the loop; the rest are cut.
     assert known[True] == set(range(1, len(CHAT)))
     # That depends on the template's variables only: kept for the next conversation.
-    assert list(r.tails.values()) == ["<assistant>"]
+    assert [tail for tail, _ in r.tails.values()] == ["<assistant>"]
 
 
 @pytest.mark.parametrize(
@@ -141,6 +141,28 @@ def test_asking_whether_there_are_messages_is_asking_for_the_first() -> None:
     source = "{% if messages %}{{ bos_token }}{% endif %}" + LOOP + PROMPT
     known = check(renderer(source), CHAT)
     assert known[False] == known[True] == set(range(1, len(CHAT)))
+
+
+def test_a_tail_that_reads_only_variables_is_kept_even_after_a_look_at_the_first_message() -> None:
+    # Reading messages[0] before the loop makes the rest of the render conversation-specific,
+    # but the code after the loop reads only add_generation_prompt and eos_token.
+    source = "{% if messages[0].role == 'system' %}[S]{% endif %}" + LOOP + "{% if add_generation_prompt %}<a>{{ eos_token }}{% endif %}"
+    r = renderer(source)
+    assert check(r, CHAT)[True] == set(range(1, len(CHAT)))
+    assert [tail for tail, _ in r.tails.values()] == ["<a></s>"]
+    second = r.prefixes(r.prepare(CHAT[1:]))
+    assert second.render(3, True) == _real(r, second.prepared, 3, True)
+    assert second._tail is not None and second._tail[1] == (0,)  # from the kept tail, not a new recording
+
+
+def test_a_tail_that_reads_what_came_before_the_loop_is_not_kept() -> None:
+    source = (
+        "{% set first = messages[0].content %}" + LOOP + "{% if add_generation_prompt %}<a>{{ first }}{% endif %}"
+    )
+    r = renderer(source)
+    assert check(r, CHAT)[True] == set(range(1, len(CHAT)))
+    assert not r.tails
+    assert check(r, CHAT[1:])[True] == set(range(1, len(CHAT) - 1))
 
 
 def test_a_filtered_loop_is_known() -> None:

@@ -22,10 +22,12 @@ from jinja2.compiler import CodeGenerator, Frame
 
 from .guards import SMALL
 
-__all__ = ["GuardedCodeGenerator", "GUARDED_BINOPS"]
+__all__ = ["GuardedCodeGenerator", "GUARDED_BINOPS", "FREE_TAILS"]
 
 _GUARDS = "chatplate.engine.guards"
 _BINOPS = {"+": "add", "*": "mul", "**": "power", "%": "mod"}
+# The generated module's set of loops whose following code reads only the template's variables.
+FREE_TAILS = "cp_free_tails"
 # Operators jinja2 must neither fold at compile time nor emit inline.
 GUARDED_BINOPS = frozenset(_BINOPS)
 # The temporary the output guard keeps the printed value in (a local of the generated function).
@@ -42,7 +44,9 @@ class GuardedCodeGenerator(CodeGenerator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._iterables: dict[int, bool] = {}  # id(loop iterable) -> whether the loop looks ahead
+        # id(loop iterable) -> whether the loop looks ahead, and the loop's place in the source
+        self._iterables: dict[int, tuple[bool, int]] = {}
+        self._loop_ids: dict[int, int] = {}
         self._loop_inside = self._recursive_loop = True
         self._values_written = 0
         self._join_first: set[str] = set()
@@ -50,6 +54,12 @@ class GuardedCodeGenerator(CodeGenerator):
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         names = ", ".join(f"{name} as cp_{name}" for name in ("buffer", "concat", "container", "iterate", "text", "checked", "sized", "flag", "FLAT", *_BINOPS.values()))
         self.writeline(f"from {_GUARDS} import {names}")
+        # Every loop by its place in the source; for recording.py, the loops whose following code
+        # reads nothing but the template's variables.
+        loops = list(node.find_all(nodes.For))
+        self._loop_ids = {id(loop): index for index, loop in enumerate(loops)}
+        free = sorted(index for index, loop in enumerate(loops) if _reads_only_variables_after(node, loop))
+        self.writeline(f"{FREE_TAILS} = frozenset({free!r})")
         super().visit_Template(node, frame)
 
     # -- fast paths (no bounds involved) --------------------------------------------------------
@@ -178,18 +188,18 @@ class GuardedCodeGenerator(CodeGenerator):
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         # jinja2 allows no new node types, so the iterable is marked and wrapped where visited.
-        self._iterables[id(node.iter)] = _looks_ahead(node)
+        self._iterables[id(node.iter)] = (_looks_ahead(node), self._loop_ids.get(id(node), -1))
         self._loop_inside = self._recursive_loop = node.recursive  # for the buffer a recursive loop makes
         super().visit_For(node, frame)
 
     def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
-        looks_ahead = self._iterables.get(id(node))
-        if looks_ahead is None:
+        loop = self._iterables.get(id(node))
+        if loop is None:
             return super().visit(node, *args, **kwargs)
         frame = args[0]
         self.write("cp_iterate(")
         super().visit(node, *args, **kwargs)
-        self.write(f", {frame.buffer or None}, True)" if looks_ahead else f", {frame.buffer})" if frame.buffer else ")")
+        self.write(f", {frame.buffer or None}, {loop[0]}, {loop[1]})")
         return None
 
     def visit_Name(self, node: nodes.Name, frame: Frame) -> None:
@@ -237,3 +247,39 @@ def _looks_ahead(node: nodes.For) -> bool:
             return True
         pending.extend(child.iter_child_nodes())
     return False
+
+
+# Names whose value after a loop can differ between a conversation and a longer one, or between
+# two renders: the messages, the loop, macro plumbing, the clock and random text.
+_NOT_VARIABLES = frozenset(("messages", "loop", "caller", "varargs", "kwargs", "self", "strftime_now", "lipsum"))
+
+
+def _reads_only_variables_after(root: nodes.Template, loop: nodes.For) -> bool:
+    """Whether the code that runs after ``loop`` (the statements after it, in its ``if``
+    branches and at the top level) reads only names the template never assigns (its variables
+    and globals), and the loop sits at the top level or in ``if`` branches only."""
+    path = _statement_path(root.body, loop)
+    if path is None:
+        return False
+    assigned = {name.name for name in root.find_all(nodes.Name) if name.ctx in ("store", "param")}
+    assigned.update(macro.name for macro in root.find_all(nodes.Macro))
+    for body, index in path:
+        for statement in body[index + 1 :]:
+            names = [statement] if isinstance(statement, nodes.Name) else statement.find_all(nodes.Name)
+            if any(name.ctx == "load" and (name.name in assigned or name.name in _NOT_VARIABLES) for name in names):
+                return False
+    return True
+
+
+def _statement_path(body: list[nodes.Node], target: nodes.Node) -> list[tuple[list[nodes.Node], int]] | None:
+    """The statement lists from ``body`` down to ``target`` with its place in each, through
+    ``if`` branches only (``None`` if it is reached through anything else, or not at all)."""
+    for index, statement in enumerate(body):
+        if statement is target:
+            return [(body, index)]
+        if isinstance(statement, nodes.If):
+            for branch in (statement.body, *(elif_.body for elif_ in statement.elif_), statement.else_):
+                below = _statement_path(branch, target)
+                if below is not None:
+                    return [(body, index), *below]
+    return None

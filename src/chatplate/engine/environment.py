@@ -24,7 +24,7 @@ import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .budget import CALL_UNITS, Budget, state
-from .codegen import GUARDED_BINOPS, GuardedCodeGenerator
+from .codegen import FREE_TAILS, GUARDED_BINOPS, GuardedCodeGenerator
 from .filters import STR_METHOD_GUARDS, bounded_filters, bounded_join, bounded_lipsum, check_str_format, tojson
 from .guards import container, iterate, sized
 from .recording import Log, RecordedMessages, Recording
@@ -407,7 +407,7 @@ def record(template: jinja2.Template, variables: dict[str, Any], budget: Budget)
     recorded["namespace"] = _RecordingNamespace.bound(log)
     previous, state.log = state.log, log
     try:
-        return Recording(_run(template, recorded, budget, pieces), log)
+        return Recording(_run(template, recorded, budget, pieces), log, template.root_render_func.__globals__[FREE_TAILS])
     finally:
         state.log = previous
 

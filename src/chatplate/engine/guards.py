@@ -120,12 +120,13 @@ def buffer() -> list[str]:
     return pieces
 
 
-def iterate(iterable: Any, buffer: list[str] | None = None, looks_ahead: bool = False) -> Any:
+def iterate(iterable: Any, buffer: list[str] | None = None, looks_ahead: bool = False, loop: int = -1) -> Any:
     """What a ``for`` loop iterates: the same items, each charged as one unit of work.
 
     ``buffer`` is where the loop's body writes, when that is not the top-level output: a loop
-    that reaches a checkpoint has the budget watch it from then on. ``looks_ahead``: the body
-    reads ``loop.last`` or the like (for a recorded render's messages).
+    that reaches a checkpoint has the budget watch it from then on. For a recorded render's
+    messages: ``looks_ahead``, the body reads ``loop.last`` or the like; ``loop``, the loop's
+    place in the template.
     """
     budget = state.budget
     if budget is None:
@@ -133,7 +134,7 @@ def iterate(iterable: Any, buffer: list[str] | None = None, looks_ahead: bool = 
     if type(iterable) is RecordedMessages:
         # The budget's look at the length is not the template's: not noted.
         budget.charge(list.__len__(iterable))
-        return iterable.loop(in_step=buffer is None and not looks_ahead)
+        return iterable.loop(buffer is None and not looks_ahead, loop)
     try:
         size = len(iterable)
     except TypeError:

@@ -88,14 +88,15 @@ class RecordedMessages(list):  # type: ignore[type-arg]
         super().__init__(items)
         self._log, self._offset = log, offset
 
-    def loop(self, in_step: bool) -> _Taker:
+    def loop(self, in_step: bool, statement: int) -> _Taker:
         """The iterator a ``for`` loop takes these messages from; ``in_step``: the loop takes
-        each at the top of an iteration (it does not look ahead) and writes to the output."""
-        return _Taker(self, in_step)
+        each at the top of an iteration (it does not look ahead) and writes to the output;
+        ``statement``: the loop's place in the template."""
+        return _Taker(self, in_step, statement)
 
     def __iter__(self) -> _Taker:
         # Anything but a template's own loop (a filter, list(), JSON): never in step.
-        return _Taker(self, False)
+        return _Taker(self, False, -1)
 
     def __getitem__(self, key: Any) -> Any:
         if type(key) is int and key >= 0:
@@ -183,10 +184,10 @@ class _Taker:
     """Takes messages one at a time and notes each: which, when, and how much output preceded
     the first taking of each."""
 
-    __slots__ = ("items", "position", "in_step", "log", "started")
+    __slots__ = ("items", "position", "in_step", "statement", "log", "started")
 
-    def __init__(self, items: RecordedMessages, in_step: bool) -> None:
-        self.items, self.position, self.in_step, self.log = items, 0, in_step, items._log
+    def __init__(self, items: RecordedMessages, in_step: bool, statement: int) -> None:
+        self.items, self.position, self.in_step, self.statement, self.log = items, 0, in_step, statement, items._log
         self.started = 0  # when it took its first message
 
     def __iter__(self) -> _Taker:
@@ -213,9 +214,11 @@ class Recording:
     """A recorded render: its ``text``, and what it tells of the renders of prefixes of its
     conversation (:meth:`cut`, :meth:`head`, :meth:`tail`)."""
 
-    def __init__(self, text: str, log: Log) -> None:
+    def __init__(self, text: str, log: Log, free_tails: frozenset[int] = frozenset()) -> None:
         self.text = text
         self._log = log
+        # The loops after which the template reads only its variables (the code generator's).
+        self._free_tails = free_tails
         self._positions: list[int] | None = None
         self._highest_after: dict[int, int] = {}
 
@@ -245,27 +248,35 @@ class Recording:
                     return None
         return self._position(pieces), self._position(pieces_after)
 
-    def head(self, count: int, anchor: int) -> int | None:
+    def head(self, count: int, loop: int | tuple[int]) -> int | None:
         """How much of this text the render of the first ``count`` messages starts with, when
         that render has the other ``add_generation_prompt``, which this one never read before it
-        took message ``count``, in the loop that took message ``anchor`` (the loop whose
-        :meth:`tail` another recording gives); ``None`` if that is not known."""
+        took message ``count``, in the loop whose :meth:`tail` another recording gives: the loop
+        that took message ``loop`` here, or, given as a 1-tuple, the loop at that place in the
+        template. ``None`` if that is not known."""
         taken = self._taken(count)
         if taken is None:
             return None
         time, pieces, taker = taken
-        first = self._log.first.get(anchor)
-        if first is None or first[2] is not taker or (self._log.flags and self._log.flags[0] < time):
+        if type(loop) is tuple:
+            if taker.statement != loop[0]:
+                return None
+        else:
+            first = self._log.first.get(loop)
+            if first is None or first[2] is not taker:
+                return None
+        if self._log.flags and self._log.flags[0] < time:
             return None
         return self._position(pieces)
 
-    def tail(self) -> tuple[int, bool] | None:
+    def tail(self) -> tuple[int, int | None] | None:
         """Where the output after the loop that took the last message starts, if the renders of
         longer conversations (with the same settings and the same first messages) end with the
-        same output once that loop is done: the template looked at no later message, and at no
-        namespace, before or after that loop. With it, whether that output depends on nothing
-        but the template's variables (no message was looked at before or after that loop, and
-        the clock was not read): then it is the same for every conversation."""
+        same output once that loop is done: the template looked at no message past the last
+        (the loop running out aside) and read no namespace after the loop. With it, the loop's
+        place in the template if that output is the same for every conversation: the code after
+        the loop reads only the template's variables (the code generator tells), or no message
+        was looked at before or after the loop and the clock was not read."""
         log = self._log
         last = max(log.first, default=None)
         if last is None:
@@ -275,11 +286,12 @@ class Recording:
         if end is None or not taker.in_step or any(read > end[0] for read, _ in log.reads):
             return None
         ended, pieces_after = end
-        # Observations before the loop started, and after it ended.
-        outside = [index for time, index in zip(log.times, log.seen) if time < taker.started or time > ended]
-        if max(outside, default=-1) > last:
+        if max((index for time, index in zip(log.times, log.seen) if time != ended), default=-1) > last:
             return None
-        return self._position(pieces_after), not outside and not log.clock_read
+        free = taker.statement in self._free_tails or not (
+            log.clock_read or any(time < taker.started or time > ended for time in log.times)
+        )
+        return self._position(pieces_after), taker.statement if free and taker.statement >= 0 else None
 
     def _taken(self, count: int) -> tuple[int, int, _Taker] | None:
         # Message `count` taken first at the top of an iteration of a loop that had taken message
