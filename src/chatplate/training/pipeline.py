@@ -43,6 +43,11 @@ TRUNCATIONS = ("drop", "tokens", "turns")
 # What starting a worker costs beyond loading the template and tokenizer, which this process
 # times itself: a fresh interpreter importing chatplate, numpy and pyarrow (0.4 s measured).
 WORKER_START_SECONDS = 0.4
+# How much faster two worker processes are than one on two cores. On the 2-vCPU machine this
+# was measured on it varies from day to day: 1.6 once; 1.11 and 1.13 another day (20,000 chats
+# with derived masks, 6.85 -> 6.15 s and 6.07 -> 5.36 s), when two processes each ran about a
+# third slower than one alone. Taken between the two.
+WORKERS_SPEEDUP = 1.25
 # Inputs other than JSONL, whose first chunk does not tell its share of the input: below this
 # size, one process.
 SMALL_INPUT_BYTES = 40 * 2**20
@@ -343,14 +348,14 @@ def _pays_to_start_workers(first: Chunk, seconds: float, size: int, loaded: floa
     """Whether workers finish the rest sooner than this process would, after it encoded ``first``
     in ``seconds`` (and loaded the template and tokenizer in ``loaded``).
 
-    Measured on two cores: two workers get through the rest about 1.6 times faster than this
-    process (which also writes the output), after each has started (``WORKER_START_SECONDS``
-    plus the same loading): they pay when the rest takes more than 2.7 starts here.
+    Two workers get through the rest ``WORKERS_SPEEDUP`` times faster than this process (which
+    also writes the output), after each has started (``WORKER_START_SECONDS`` plus the same
+    loading): they pay when the rest takes longer than ``speedup / (speedup - 1)`` starts here.
     """
     if first.kind != "jsonl" or first.byte_end <= first.byte_start:
         return size >= SMALL_INPUT_BYTES
     rest = seconds * (size - first.byte_end) / (first.byte_end - first.byte_start)
-    return rest > 2.7 * (WORKER_START_SECONDS + loaded)
+    return rest > WORKERS_SPEEDUP / (WORKERS_SPEEDUP - 1) * (WORKER_START_SECONDS + loaded)
 
 
 def _input_bytes(path: Path) -> int:
