@@ -54,8 +54,6 @@ class Marker:
     suffixes: frozenset[str] = frozenset()
     finals: str = ""
     longest: int = 0
-    # Any initial or marker: a string without one is left as it is, after a single search.
-    scan: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,6 @@ def marker_for(control_tokens: tuple[str, ...]) -> Marker:
         frozenset(t[k:] for t in present for k in range(1, len(t))),
         "".join(sorted({t[-1] for t in present})),
         max(map(len, present), default=0),
-        re.compile("[" + re.escape("".join(sorted({t[0] for t in present})) + MARKS) + "]"),
     )
 
 
@@ -132,8 +129,6 @@ def mark_messages(messages: list[Any], marking: Marking) -> list[Any]:
 
 
 def _mark_text(value: str, marker: Marker) -> str:
-    if marker.scan is not None and marker.scan.search(value) is None:
-        return value
     if not value.isascii() and (START in value or END in value or JOINT in value):
         value = strip_markers(value)
     initials = marker.initials
