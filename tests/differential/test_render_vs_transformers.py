@@ -71,3 +71,24 @@ def test_public_template_matches_transformers(path: Path) -> None:
         assert_same(doc["template"], doc["bos_token"], doc["eos_token"], messages, options)
 
     check()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ m.content }}",
+        "{{ kwargs }}{{ m.content }}",
+        "{{ varargs }}{{ m.content }}",
+        "{{ caller is defined }}{{ m.content }}",
+        "{% autoescape true %}{{ '<b>' }}{% endautoescape %}{{ m.content }}",
+    ],
+)
+@pytest.mark.parametrize("escaped", [False, True])
+def test_generation_block_bodies_match_transformers(body: str, escaped: bool) -> None:
+    # A block's body is called directly unless it takes arguments (it names caller, kwargs or
+    # varargs) or is escaped: both ways must render and place spans as transformers does.
+    template = "{% for m in messages %}<{{ m.role }}>{% generation %}" + body + "{% endgeneration %}{% endfor %}"
+    if escaped:
+        template = "{% autoescape true %}" + template + "{% endautoescape %}"
+    messages = [{"role": "user", "content": "a<b"}, {"role": "assistant", "content": "c&d"}]
+    assert_same(template, None, None, messages, {})

@@ -61,7 +61,12 @@ class GenerationExtension(jinja2.ext.Extension):
         return jinja2.nodes.CallBlock(self.call_method("_generation", []), [], [], body).set_lineno(lineno)
 
     def _generation(self, caller: jinja2.runtime.Macro) -> str:
-        rendered = caller()
+        if caller.caller or caller.catch_kwargs or caller.catch_varargs or caller._default_autoescape:
+            rendered = caller()
+        else:
+            # What Macro.__call__ ends in for a body that takes no arguments (it names no
+            # `caller`, `kwargs` or `varargs`) and is not escaped, without its argument binding.
+            rendered = caller._func()
         tracker = _tracker.get()
         if tracker is not None:
             tracker.spans.append((tracker.emitted, tracker.emitted + len(rendered)))
@@ -312,7 +317,8 @@ class ChatSandbox(ImmutableSandboxedEnvironment):
                     budget.depth, budget.work = depth + 1, work
                 else:
                     budget.deeper()
-        elif __self._plain_callable(__obj):
+        elif __self._plain_callable(__obj) or getattr(__obj, "__func__", None) is GenerationExtension._generation:
+            # (The {% generation %} block calls our extension's method: safe, no context.)
             prefix = ()
         elif kind is jinja2.runtime.LoopContext and args and state.budget is not None:
             # `loop(children)` in a recursive for loop: one level deeper, its items charged.
