@@ -8,10 +8,10 @@ above: :mod:`chatplate.tokens` and :mod:`chatplate.training` take a :class:`Rend
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import engine
 from .errors import (
@@ -37,6 +37,8 @@ from .safety import Marking, mark, mark_messages, unescape_markers
 from .tools import to_tool_schemas
 
 __all__ = ["PrefixRenders", "RenderResult", "Prepared", "Renderer", "render_kwargs", "check_limits"]
+
+_Out = TypeVar("_Out")
 
 # Appended to the text being continued, then cut off again; the same tag as the reference, so
 # templates that inspect the message see exactly what they would see there.
@@ -180,15 +182,10 @@ class Renderer:
         (``chat``) and other settings (derived masks render every prefix)."""
         chat = prepared.chat if chat is None else chat
         with_spans = prepared.with_spans if with_spans is None else with_spans
-        compiled, template_vars, budget = self._render_input(prepared, chat, add_generation_prompt)
-        try:
-            if with_spans:
-                text, spans = engine.render_with_spans(compiled, template_vars, budget)
-            else:
-                text, spans = engine.render(compiled, template_vars, budget), []
-        except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
-            raise engine.translate_runtime_error(exc, self.label(prepared.name)) from exc
-
+        if with_spans:
+            text, spans = self._run(engine.render_with_spans, prepared, chat, add_generation_prompt)
+        else:
+            text, spans = self._run(engine.render, prepared, chat, add_generation_prompt), []
         if prepared.marked:
             text, spans = unescape_markers(text, spans)
         if prepared.continued is not None and chat is prepared.chat:
@@ -206,26 +203,27 @@ class Renderer:
         if prepared.continued is not None or prepared.with_spans:
             return None
         chat = prepared.chat if count is None else prepared.chat[:count]
-        compiled, template_vars, budget = self._render_input(prepared, chat, add_generation_prompt)
-        try:
-            recorded = engine.record(compiled, template_vars, budget)
-        except Exception as exc:  # noqa: BLE001 - the choke point: everything a template raises
-            raise engine.translate_runtime_error(exc, self.label(prepared.name)) from exc
+        recorded = self._run(engine.record, prepared, chat, add_generation_prompt)
         if recorded is not None and prepared.marked and unescape_markers(recorded.text, [])[0] is not recorded.text:
             # Escaped markers (data printed with repr or ASCII JSON) are put back, which moves
             # every position after them: rare enough to render such prefixes one by one.
             return None
         return recorded
 
-    def _render_input(
-        self, prepared: Prepared, chat: list[dict[str, Any]], add_generation_prompt: bool | None
-    ) -> tuple[Any, dict[str, Any], engine.Budget]:
+    def _run(
+        self, run: Callable[..., _Out], prepared: Prepared, chat: list[dict[str, Any]], add_generation_prompt: bool | None
+    ) -> _Out:
+        """``run`` (an engine render) on the compiled template with ``chat``: the choke point
+        where whatever a template raises becomes chatplate's error."""
         template_vars = dict(prepared.variables)
         template_vars["messages"] = chat
         template_vars["add_generation_prompt"] = (
             prepared.add_generation_prompt if add_generation_prompt is None else add_generation_prompt
         )
-        return self.compiled[prepared.name], template_vars, engine.Budget(prepared.limits, prepared.now)
+        try:
+            return run(self.compiled[prepared.name], template_vars, engine.Budget(prepared.limits, prepared.now))
+        except Exception as exc:  # noqa: BLE001 - everything a template raises
+            raise engine.translate_runtime_error(exc, self.label(prepared.name)) from exc
 
     def render_text(self, conversation: Any, render_kwargs: dict[str, Any], marker: Marking | None) -> str:
         """Render for encoding: control tokens in the data carry markers when ``marker`` is set."""
@@ -272,10 +270,9 @@ class PrefixRenders:
         if text is None:
             text = self._recording.text if self._recording is not None else renderer.render(prepared).text
         self.text = text
-        # What the template writes after its loop with a generation prompt, that loop (the
-        # message it took last in the recording this comes from, or its place in the template:
-        # see Recording.head) and the first prefix it holds for.
-        self._tail: tuple[str, int | tuple[int], int] | None = None
+        # What the template writes after its loop with a generation prompt, that loop's place in
+        # the template, and the first prefix it holds for.
+        self._tail: tuple[str, int, int] | None = None
         self._tries = _TAIL_TRIES
 
     def render(self, count: int, add_generation_prompt: bool) -> str | None:
@@ -305,7 +302,7 @@ class PrefixRenders:
         except TypeError:  # a variable holds a list or a dict: not a key, learnt again each time
             key = cached = None
         if cached is not None:
-            self._tail = (cached[0], (cached[1],), 1)
+            self._tail = (*cached, 1)
             return self.render(count, True)
         try:
             recording = renderer._record(prepared, True, count)
@@ -315,12 +312,13 @@ class PrefixRenders:
             return self._render(count, True)
         found = recording.tail()
         if found is not None:
-            tail = recording.text[found[0] :]
-            self._tail = (tail, count - 1, count)
-            if found[1] is not None and key is not None:
+            start, loop, shared = found
+            tail = recording.text[start:]
+            self._tail = (tail, loop, count)
+            if shared and key is not None:
                 if len(renderer.tails) >= _TAILS_KEPT:
                     renderer.tails.clear()
-                renderer.tails[key] = (tail, found[1])
+                renderer.tails[key] = (tail, loop)
         return recording.text
 
     def _render(self, count: int, add_generation_prompt: bool) -> str | None:

@@ -58,7 +58,9 @@ class GuardedCodeGenerator(CodeGenerator):
         # reads nothing but the template's variables.
         loops = list(node.find_all(nodes.For))
         self._loop_ids = {id(loop): index for index, loop in enumerate(loops)}
-        free = sorted(index for index, loop in enumerate(loops) if _reads_only_variables_after(node, loop))
+        assigned = {name.name for name in node.find_all(nodes.Name) if name.ctx in ("store", "param")}
+        assigned.update(macro.name for macro in node.find_all(nodes.Macro))
+        free = sorted(index for index, loop in enumerate(loops) if _reads_only_variables_after(node, loop, assigned))
         self.writeline(f"{FREE_TAILS} = frozenset({free!r})")
         super().visit_Template(node, frame)
 
@@ -254,15 +256,13 @@ def _looks_ahead(node: nodes.For) -> bool:
 _NOT_VARIABLES = frozenset(("messages", "loop", "caller", "varargs", "kwargs", "self", "strftime_now", "lipsum"))
 
 
-def _reads_only_variables_after(root: nodes.Template, loop: nodes.For) -> bool:
+def _reads_only_variables_after(root: nodes.Template, loop: nodes.For, assigned: set[str]) -> bool:
     """Whether the code that runs after ``loop`` (the statements after it, in its ``if``
-    branches and at the top level) reads only names the template never assigns (its variables
-    and globals), and the loop sits at the top level or in ``if`` branches only."""
+    branches and at the top level) reads only names the template never assigns (``assigned``:
+    its variables and globals), and the loop sits at the top level or in ``if`` branches only."""
     path = _statement_path(root.body, loop)
     if path is None:
         return False
-    assigned = {name.name for name in root.find_all(nodes.Name) if name.ctx in ("store", "param")}
-    assigned.update(macro.name for macro in root.find_all(nodes.Macro))
     for body, index in path:
         for statement in body[index + 1 :]:
             names = [statement] if isinstance(statement, nodes.Name) else statement.find_all(nodes.Name)

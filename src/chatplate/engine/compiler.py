@@ -77,7 +77,6 @@ def read_variables(source: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=256)
-@functools.lru_cache(maxsize=256)
 def has_generation_blocks(source: str) -> bool:
     """Whether the template marks assistant output with ``{% generation %}`` blocks."""
     ast = ENVIRONMENT.parse(source)

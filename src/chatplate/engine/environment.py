@@ -129,13 +129,13 @@ class _RecordingNamespace(_TemplateNamespace):
         if name[:1] != "_":
             log = object.__getattribute__(self, "_log")
             log.clock += 1
-            log.reads.append((log.clock, (id(self), name)))
+            log.reads.append((log.clock, (self, name)))
         return _TemplateNamespace.__getattribute__(self, name)
 
     def __setitem__(self, name: str, value: Any) -> None:
         log = object.__getattribute__(self, "_log")
         log.clock += 1
-        log.writes.setdefault((id(self), name), []).append(log.clock)
+        log.writes.setdefault((self, name), []).append(log.clock)
         _TemplateNamespace.__setitem__(self, name, value)
 
     @classmethod
@@ -146,7 +146,6 @@ class _RecordingNamespace(_TemplateNamespace):
             made = cls.__new__(cls)
             # Outside the namespace's attributes, so templates neither see nor print it.
             object.__setattr__(made, "_log", log)
-            log.namespaces.append(made)  # alive until the log is read: ids are its keys
             _TemplateNamespace.__init__(made, *args, **kwargs)
             return made
 

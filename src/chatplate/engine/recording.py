@@ -47,7 +47,6 @@ class Log:
 
     __slots__ = (
         "pieces", "clock", "highest", "times", "seen", "first", "ends", "writes", "reads", "flags", "clock_read",
-        "namespaces",
     )
 
     def __init__(self, pieces: list[str]) -> None:
@@ -60,11 +59,12 @@ class Log:
         # (time, output pieces before it, taker, highest index observed before)
         self.first: dict[int, tuple[int, int, _Taker, int]] = {}
         self.ends: dict[int, tuple[int, int]] = {}  # id(taker) -> (time, output pieces) when it ran out
+        # A namespace attribute is (namespace, name); the namespace itself, not its id, so that it
+        # stays alive while the log holds it and no later one can take its id.
         self.writes: dict[Any, list[int]] = {}  # namespace attribute -> times written
         self.reads: list[tuple[int, Any]] = []  # (time, namespace attribute)
         self.flags: list[int] = []  # when add_generation_prompt was read
         self.clock_read = False  # strftime_now was called
-        self.namespaces: list[Any] = []
 
     def observe(self, index: int) -> None:
         self.clock += 1
@@ -248,35 +248,28 @@ class Recording:
                     return None
         return self._position(pieces), self._position(pieces_after)
 
-    def head(self, count: int, loop: int | tuple[int]) -> int | None:
+    def head(self, count: int, loop: int) -> int | None:
         """How much of this text the render of the first ``count`` messages starts with, when
         that render has the other ``add_generation_prompt``, which this one never read before it
-        took message ``count``, in the loop whose :meth:`tail` another recording gives: the loop
-        that took message ``loop`` here, or, given as a 1-tuple, the loop at that place in the
-        template. ``None`` if that is not known."""
+        took message ``count``, in the loop at place ``loop`` in the template (the loop whose
+        :meth:`tail` another recording gives); ``None`` if that is not known."""
         taken = self._taken(count)
         if taken is None:
             return None
         time, pieces, taker = taken
-        if type(loop) is tuple:
-            if taker.statement != loop[0]:
-                return None
-        else:
-            first = self._log.first.get(loop)
-            if first is None or first[2] is not taker:
-                return None
-        if self._log.flags and self._log.flags[0] < time:
+        if taker.statement != loop or (self._log.flags and self._log.flags[0] < time):
             return None
         return self._position(pieces)
 
-    def tail(self) -> tuple[int, int | None] | None:
-        """Where the output after the loop that took the last message starts, if the renders of
+    def tail(self) -> tuple[int, int, bool] | None:
+        """What the output after the loop that took the last message is, if the renders of
         longer conversations (with the same settings and the same first messages) end with the
         same output once that loop is done: the template looked at no message past the last
-        (the loop running out aside) and read no namespace after the loop. With it, the loop's
-        place in the template if that output is the same for every conversation: the code after
-        the loop reads only the template's variables (the code generator tells), or no message
-        was looked at before or after the loop and the clock was not read."""
+        (the loop running out aside) and read no namespace after the loop. Then: where that
+        output starts, the loop's place in the template, and whether that output is the same
+        for every conversation: the code after the loop reads only the template's variables (the
+        code generator tells), or no message was looked at before or after the loop and the clock
+        was not read."""
         log = self._log
         last = max(log.first, default=None)
         if last is None:
@@ -286,12 +279,14 @@ class Recording:
         if end is None or not taker.in_step or any(read > end[0] for read, _ in log.reads):
             return None
         ended, pieces_after = end
+        # (A second run of that loop, over the messages again, ends with another look at their
+        # number, which this refuses too: the loop ran once.)
         if max((index for time, index in zip(log.times, log.seen) if time != ended), default=-1) > last:
             return None
-        free = taker.statement in self._free_tails or not (
+        shared = taker.statement in self._free_tails or not (
             log.clock_read or any(time < taker.started or time > ended for time in log.times)
         )
-        return self._position(pieces_after), taker.statement if free and taker.statement >= 0 else None
+        return self._position(pieces_after), taker.statement, shared
 
     def _taken(self, count: int) -> tuple[int, int, _Taker] | None:
         # Message `count` taken first at the top of an iteration of a loop that had taken message

@@ -119,16 +119,26 @@ class FastEncoder:
         flat, bounds = self.fast.encode_batch_flat([text for text, _ in prepared], add_special_tokens=False)
         ids = np.frombuffer(flat, np.uint32)
         cuts = np.frombuffer(bounds, np.uint64).astype(np.int64).tolist()
-        masks = self._masks(ids, cuts, prepared, spans) if spans is not None else [None] * len(prepared)
+        if not with_offsets and spans is None:
+            return [(ids[low:high], None, None, None) for low, high in zip(cuts, cuts[1:])]
+        # Every token's byte offsets, running on from text to text (one table lookup and one sum
+        # for the batch), and where each text's bytes start (an empty text: where the next does).
+        lengths = self.lengths[ids]
+        all_ends = np.cumsum(lengths)
+        all_starts = all_ends - lengths
+        bases = np.append(all_starts, all_ends[-1:] if len(all_ends) else [0])[cuts[:-1]].tolist()
+        masks = (
+            self._masks(all_starts, all_ends, cuts, bases, prepared, spans) if spans is not None
+            else [None] * len(prepared)
+        )
         out: list[tuple[Any, Any, Any, Any]] = []
         for index, (text, added) in enumerate(prepared):
-            row = ids[cuts[index] : cuts[index + 1]]
+            low, high = cuts[index], cuts[index + 1]
+            row = ids[low:high]
             if not with_offsets:
                 out.append((row, None, None, masks[index]))
                 continue
-            lengths = self.lengths[row]
-            ends = np.cumsum(lengths)
-            starts = ends - lengths
+            starts, ends = all_starts[low:high] - bases[index], all_ends[low:high] - bases[index]
             if not text.isascii():
                 data = np.frombuffer(text.encode("utf-8"), np.uint8)
                 # The character each byte belongs to: count the bytes that start a character.
@@ -148,18 +158,12 @@ class FastEncoder:
         return out
 
     def _masks(
-        self, ids: np.ndarray, cuts: list[int], prepared: list[tuple[str, int]], spans: Sequence[Spans | None]
+        self, starts: np.ndarray, ends: np.ndarray, cuts: list[int], bases: list[int],
+        prepared: list[tuple[str, int]], spans: Sequence[Spans | None],
     ) -> list[np.ndarray | None]:
         """Each text's token mask (the tokens overlapping its spans), for the whole batch at once:
-        the tokens' byte offsets run on from text to text, so every span, moved to bytes, is
-        found by one search over all of them."""
-        import numpy as np
-
-        lengths = self.lengths[ids]
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        # Where each text's bytes start among them (an empty text: where the next one starts).
-        bases = np.append(starts, ends[-1:] if len(ends) else [0])[cuts[:-1]].tolist()
+        every span, moved to bytes and on by its text's ``bases``, is found by one search over
+        the batch's byte offsets."""
         lows: list[int] = []
         highs: list[int] = []
         for (text, added), wanted, base in zip(prepared, spans, bases):

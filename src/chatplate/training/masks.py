@@ -30,6 +30,7 @@ from ..tokens.spans import IGNORE_INDEX, Spans, labels_from, token_mask
 
 __all__ = ["MaskOptions", "conversation_spans", "common_prefix", "token_mask", "labels_from", "IGNORE_INDEX"]
 
+
 @dataclass(frozen=True)
 class MaskOptions:
     """What is trained.
