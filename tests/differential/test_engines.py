@@ -73,6 +73,42 @@ def test_fastokens_is_used_and_exact(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_truncated_and_deduplicated_rows_keep_labels_in_step_with_ids(name: str, side: str) -> None:
+    """The fast path makes labels with the ids, before truncation and the double-BOS fix cut
+    them: they must be cut alike (each label the id where trained, -100 elsewhere)."""
+    fast, slow = engines(name)
+    chats = [*HARD, *corpus_conversations()[:40]]
+    bos = fast.tokenizer.backend.id_to_token(fast.tokenizer.bos_id) if fast.tokenizer.bos_id is not None else None
+    if bos is not None:
+        # A template that writes BOS twice: the encoder drops the first.
+        fast, slow = (
+            chatplate.load(chatplate.ChatTemplate("{{ bos_token }}" + t.source, bos_token=bos, eos_token=t.eos_token),
+                           tokenizer=t.tokenizer)
+            for t in (fast, slow)
+        )
+    chats = [chat for chat in chats if isinstance(outcome(lambda chat=chat: slow.encode_batch([chat], return_assistant_mask=True)), list)]
+    for template in (fast, slow):
+        template.tokenizer.truncation_side = side
+    try:
+        ours, theirs = (
+            outcome(lambda t=t: t.encode_batch(chats, return_assistant_mask=True, truncation=True, max_length=24))
+            for t in (fast, slow)
+        )
+    finally:
+        for template in (fast, slow):
+            template.tokenizer.truncation_side = "right"
+    assert fast.tokenizer.engine == "fastokens"
+    assert ours == theirs
+    assert isinstance(ours, list) and any(sum(mask) for _, _, mask, _, _ in ours)
+    if bos is not None:
+        assert all(enc.removed_duplicate_bos for enc in fast.encode_batch(chats).encodings)
+    for ids, _, mask, labels, _ in ours:
+        assert len(ids) <= 24
+        assert labels == [token if trained else -100 for token, trained in zip(ids, mask)]
+
+
+@pytest.mark.parametrize("name", ENGINES)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(messages=conversations())
 def test_generated_conversations_encode_the_same_with_both_engines(name: str, messages: list) -> None:

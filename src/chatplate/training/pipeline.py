@@ -181,7 +181,7 @@ def encode_records(
     """Validate and encode records (rows ``start_row``..., at ``lines`` of a JSONL file): the
     output columns of the rows that pass, and an error entry (row, line, reason, message, record)
     for each row that does not."""
-    from ..tokens.encoder import _cut, _label, encode_examples
+    from ..tokens.encoder import _cut, encode_examples
 
     errors: list[dict[str, Any]] = []
     examples: list[tuple[int, int | None, Any, tuple[Any, dict[str, Any]]]] = []
@@ -212,7 +212,6 @@ def encode_records(
                 errors.append(_error(row, line, "too_long", f"{len(enc.input_ids)} tokens > max_length={settings.max_length}", record))
                 continue
             _cut(enc, settings.max_length, tokenizer.truncation_side)
-            _label([enc])
         assert enc.assistant_mask is not None and enc.labels is not None
         mask = enc.assistant_mask
         n_trained = int(mask.sum()) if hasattr(mask, "dtype") else sum(mask)
