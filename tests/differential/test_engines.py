@@ -258,6 +258,31 @@ def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_sta
     assert slow.engine == "tokenizers"  # an explicit choice stands
 
 
+def test_the_fast_path_can_load_on_a_thread_while_the_caller_goes_on() -> None:
+    import pickle
+
+    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.mistral_v1_dir())
+    tokenizer.expect(tokenizer.FAST_AFTER_CHARS, background=True)
+    assert tokenizer._loading is not None
+    copy = pickle.loads(pickle.dumps(tokenizer))  # while it loads: the thread stays behind
+    assert copy._loading is None and copy.engine == "tokenizers"
+    template = chatplate.load(str(tokenizer_fixtures.mistral_v1_dir()), tokenizer=tokenizer)
+    reference = chatplate.load(str(tokenizer_fixtures.mistral_v1_dir()))
+    reference.tokenizer.engine_choice = "tokenizers"
+    chats = [chat for chat in [*HARD, *corpus_conversations()[:60]]
+             if isinstance(outcome(lambda chat=chat: reference.encode_batch([chat], return_assistant_mask=True)), list)]
+    assert len(chats) > 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = template.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+        theirs = reference.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+    assert tokenizer.engine == "fastokens" and tokenizer._loading is None
+    assert tokenizer.fast_seconds > 0 and tokenizer.fast_waited <= tokenizer.fast_seconds + 0.5
+    assert [(e.input_ids, e.offsets, e.labels) for e in ours.encodings] == [(e.input_ids, e.offsets, e.labels) for e in theirs.encodings]
+    tokenizer.expect(tokenizer.FAST_AFTER_CHARS, background=True)  # loaded: nothing starts again
+    assert tokenizer._loading is None
+
+
 @pytest.mark.parametrize("name", ENGINES)
 def test_prepare_dataset_gives_the_same_columns_and_types_with_both_engines(name: str) -> None:
     datasets = pytest.importorskip("datasets")

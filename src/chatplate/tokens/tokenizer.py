@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import operator
 import os
+import threading
+import time
 import warnings
 from collections.abc import Mapping
 from functools import cached_property
@@ -149,29 +151,62 @@ class ChatTokenizer:
     # tokenizers needs for a few million characters: "auto" switches after that much text.
     FAST_AFTER_CHARS = 2_000_000
     _encoded_chars = 0
+    #: Seconds spent building (and checking) the fast path, and seconds callers then waited for
+    #: it to finish loading in the background (see :meth:`expect`).
+    fast_seconds = 0.0
+    fast_waited = 0.0
+    _loading: tuple[threading.Thread, list[FastEncoder | None]] | None = None
 
     @cached_property
     def fast(self) -> FastEncoder | None:
         """The exact fast path (``fastokens``), when the engine choice and this tokenizer allow."""
+        if self._loading is not None:
+            thread, result = self._loading
+            started = time.perf_counter()
+            thread.join()
+            self.fast_waited += time.perf_counter() - started
+            self._loading = None
+            return result[0]
+        return self._build_fast()
+
+    def _build_fast(self) -> FastEncoder | None:
         from .fast import fast_encoder
 
-        return fast_encoder(self.backend, self.engine_choice, self.tokenizer_class)
+        started = time.perf_counter()
+        try:
+            return fast_encoder(self.backend, self.engine_choice, self.tokenizer_class)
+        finally:
+            self.fast_seconds = time.perf_counter() - started
 
     def fast_for(self, chars: int) -> FastEncoder | None:
         """The fast path to encode ``chars`` characters with, or ``None`` for ``tokenizers``."""
         if self.engine_choice == "tokenizers":
             return None
-        if self.engine_choice == "auto" and "fast" not in self.__dict__:
+        if self.engine_choice == "auto" and "fast" not in self.__dict__ and self._loading is None:
             self._encoded_chars += chars
             if self._encoded_chars < self.FAST_AFTER_CHARS:
                 return None
         return self.fast
 
-    def expect(self, chars: int) -> None:
+    def expect(self, chars: int, background: bool = False) -> None:
         """Say how much text is coming: with ``"auto"``, the fast path loads now if that is
-        enough to pay for loading it (``prepare`` knows its input's size)."""
-        if self.engine_choice == "auto" and chars >= self.FAST_AFTER_CHARS:
+        enough to pay for loading it (``prepare`` knows its input's size). With ``background``,
+        it loads on a thread while the caller goes on (``fastokens`` builds without holding
+        the GIL); the first encode that needs it waits for it."""
+        if self.engine_choice != "auto" or chars < self.FAST_AFTER_CHARS or "fast" in self.__dict__ or self._loading:
+            return
+        if not background:
             self.fast  # noqa: B018 - load (and check) it now
+            return
+        result: list[FastEncoder | None] = [None]
+
+        def load() -> None:
+            # Errors become "no fast path" inside fast_encoder; "auto" warns of nothing.
+            result[0] = self._build_fast()
+
+        thread = threading.Thread(target=load, name="chatplate-fastokens-load", daemon=True)
+        self._loading = (thread, result)
+        thread.start()
 
     def drop_fast(self, error: BaseException) -> None:
         """Encode with tokenizers from now on, after the fast path failed with ``error`` (a
@@ -189,7 +224,7 @@ class ChatTokenizer:
     def engine(self) -> str:
         """Which library encodes now: ``"fastokens"`` or ``"tokenizers"`` (with ``"auto"``,
         ``tokenizers`` until enough text has been encoded)."""
-        if self.engine_choice == "auto" and "fast" not in self.__dict__:
+        if self.engine_choice == "auto" and "fast" not in self.__dict__ and self._loading is None:
             return "tokenizers"
         return "fastokens" if self.fast is not None else "tokenizers"
 
@@ -197,6 +232,7 @@ class ChatTokenizer:
         # A fastokens tokenizer does not pickle: worker processes build (and check) their own.
         state = dict(self.__dict__)
         state.pop("fast", None)
+        state.pop("_loading", None)
         return state
 
     # -- text ------------------------------------------------------------------------------
