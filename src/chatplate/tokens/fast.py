@@ -226,12 +226,13 @@ def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> Fas
                 extra="fast", package=exc.name,
             ) from exc
         return None
-    spec = json.loads(backend.to_str())
+    serialized = backend.to_str()
+    spec = json.loads(serialized)
     reason = _unsupported(spec)
     encoder = None
     if reason is None:
         try:
-            encoder = _build(spec, backend)
+            encoder = _build(spec, serialized, backend)
             reason = _self_check(encoder, backend)
         except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it does not support
             reason = f"fastokens cannot load it ({failure(exc)})"
@@ -302,32 +303,58 @@ def _is_byte_level(pre_tokenizer: dict[str, Any] | None) -> bool:
     )
 
 
-def _build(spec: dict[str, Any], backend: tokenizers.Tokenizer) -> FastEncoder:
+def _build(spec: dict[str, Any], serialized: str, backend: tokenizers.Tokenizer) -> FastEncoder:
+    """The fast path for the pipeline ``spec`` (``serialized`` is its JSON text)."""
     import fastokens
     import numpy as np
 
     lengths = np.zeros(backend.get_vocab_size(with_added_tokens=True), np.int64)
     added = backend.get_added_tokens_decoder()
+    fast = fastokens.Tokenizer.from_json_str(_fastokens_json(spec, serialized))
     if _is_metaspace(spec):
         # The Metaspace step is done before fastokens runs (FastEncoder._prepared); lengths are
         # then bytes of that text: ▁ is three, a byte-fallback token one.
-        fast = fastokens.Tokenizer.from_json_str(json.dumps({**spec, "pre_tokenizer": None}))
         for token, index in backend.get_vocab(with_added_tokens=False).items():
             lengths[index] = 1 if _BYTE_TOKEN.fullmatch(token) else len(token.encode("utf-8"))
         metaspace: tuple[str, ...] | None = tuple(token.content for token in added.values())
         missing = b""
     else:
-        fast = fastokens.Tokenizer.from_json_str(backend.to_str())
         decode = _byte_decoder()
+        outside = _outside_alphabet()
         vocab = backend.get_vocab(with_added_tokens=False)
         for token, index in vocab.items():
-            lengths[index] = len(token) if all(char in decode for char in token) else len(token.encode("utf-8"))
+            # A token spelt in the byte-level alphabet has a byte per character.
+            lengths[index] = len(token) if outside.search(token) is None else len(token.encode("utf-8"))
         metaspace = None
         missing = bytes(sorted(byte for char, byte in decode.items() if char not in vocab))
     for index, token in added.items():
         if index < len(lengths):
             lengths[index] = len(token.content.encode("utf-8"))
     return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC", metaspace, missing)
+
+
+def _fastokens_json(spec: dict[str, Any], serialized: str) -> str:
+    """The pipeline as fastokens loads it: without the Metaspace step (done before it), and
+    with merges written as ``"a b"`` strings when no token in them has a space (fastokens
+    reads that older form of the same merges in three quarters of the time: 0.74-0.84 s
+    against 0.93-1.04 s for Llama 3's 280,147 merges)."""
+    model = spec.get("model") or {}
+    merges = model.get("merges") or []
+    pairs = bool(merges) and all(
+        type(pair) is list and len(pair) == 2 and " " not in pair[0] and " " not in pair[1] for pair in merges
+    )
+    if not pairs and not _is_metaspace(spec):
+        return serialized
+    changed = {**spec, "model": {**model, "merges": [" ".join(pair) for pair in merges]}} if pairs else dict(spec)
+    if _is_metaspace(spec):
+        changed["pre_tokenizer"] = None
+    return json.dumps(changed)
+
+
+@lru_cache(maxsize=1)
+def _outside_alphabet() -> re.Pattern[str]:
+    """A character outside the byte-level alphabet."""
+    return re.compile("[^" + re.escape("".join(_byte_decoder())) + "]")
 
 
 def _self_check(encoder: FastEncoder, backend: tokenizers.Tokenizer) -> str | None:
