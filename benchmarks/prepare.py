@@ -2,12 +2,14 @@
 transformers, one run, same machine, same cores.
 
     python benchmarks/prepare.py [--conversations 20000] [--workers 2] [--memory-rows 200000]
-                                 [--vocab mistral|llama3] [--no-generation-blocks] [--cli] [--repeats 3]
+                                 [--vocab mistral|llama3|llama3-real] [--no-generation-blocks] [--cli] [--repeats 3]
 
 Measured on the same synthetic SFT conversations (multi-turn, 100-1500 words each) and the same
 tokenizer: ``mistral`` is Mistral-7B-Instruct-v0.1's real SentencePiece model (from
 mistral-common, converted by transformers) with its template; ``llama3`` a byte-level BPE with
-Llama 3's pre-tokenizer and special tokens, with the Llama 3 template. By default the template
+Llama 3's pre-tokenizer and special tokens, with the Llama 3 template; ``llama3-real`` Llama 3's
+real 128k vocabulary (llama.cpp's test GGUF, converted; set ``CHATPLATE_LLAMA_CPP_SDIST``), with
+the same template. By default the template
 marks the assistant's turns with ``{% generation %}`` (transformers produces masks only then);
 with ``--no-generation-blocks`` it does not, chatplate derives the masks, and transformers'
 paths below make none (so they do less work than chatplate):
@@ -70,9 +72,21 @@ LLAMA3_TRAINING_TEMPLATE = """{{- bos_token }}
 {%- endif %}
 """
 
+def _real_llama3_dir() -> Path:
+    """Llama 3's real 128k vocabulary (llama.cpp's ggml-vocab-llama-bpe.gguf, converted; needs
+    ``CHATPLATE_LLAMA_CPP_SDIST``, see ``tests/vocabularies.py``)."""
+    from tests import vocabularies
+
+    found = vocabularies.real_vocab_dirs().get("llama-bpe")
+    if found is None:
+        raise SystemExit(f"--vocab llama3-real needs {vocabularies.SDIST_ENV} (the llama-cpp-python sdist)")
+    return found
+
+
 VOCABS = {
     "mistral": (tokenizer_fixtures.mistral_v1_dir, TRAINING_TEMPLATE, tokenizer_fixtures.MISTRAL_V1_TEMPLATE),
     "llama3": (tokenizer_fixtures.llama3_bpe_dir, LLAMA3_TRAINING_TEMPLATE, tokenizer_fixtures.LLAMA3_TEMPLATE),
+    "llama3-real": (_real_llama3_dir, LLAMA3_TRAINING_TEMPLATE, tokenizer_fixtures.LLAMA3_TEMPLATE),
 }
 
 

@@ -295,11 +295,40 @@ def test_the_fast_path_can_load_on_a_thread_while_the_caller_goes_on() -> None:
         warnings.simplefilter("ignore")
         ours = template.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
         theirs = reference.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
-    assert tokenizer.engine == "fastokens" and tokenizer._loading is None
-    assert tokenizer.fast_seconds > 0 and tokenizer.fast_waited <= tokenizer.fast_seconds + 0.5
+    assert tokenizer.engine == "fastokens" and tokenizer._loading is None and tokenizer.fast_seconds > 0
     assert [(e.input_ids, e.offsets, e.labels) for e in ours.encodings] == [(e.input_ids, e.offsets, e.labels) for e in theirs.encodings]
     tokenizer.expect(tokenizer.FAST_AFTER_CHARS, background=True)  # loaded: nothing starts again
     assert tokenizer._loading is None
+
+
+def test_tokenizers_encodes_while_the_fast_path_loads(monkeypatch: Any) -> None:
+    import threading
+
+    release = threading.Event()
+    build = ChatTokenizer._build_fast
+
+    def slow_build(self: ChatTokenizer) -> Any:
+        release.wait(30)
+        return build(self)
+
+    monkeypatch.setattr(ChatTokenizer, "_build_fast", slow_build)
+    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
+    template = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()), tokenizer=tokenizer)
+    chats = [*HARD, *corpus_conversations()[:20]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = template.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+        tokenizer.expect(tokenizer.FAST_AFTER_CHARS, background=True)
+        assert tokenizer.fast_loading
+        assert tokenizer.fast_for(10**9) is None  # no wait: tokenizers meanwhile
+        during = template.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+        assert tokenizer.fast_loading and tokenizer.engine == "tokenizers"
+        release.set()
+        assert tokenizer.fast is not None and not tokenizer.fast_loading
+        after = template.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
+    assert tokenizer.engine == "fastokens"
+    rows = [[(e.input_ids, e.offsets, e.labels) for e in batch.encodings] for batch in (expected, during, after)]
+    assert rows[0] == rows[1] == rows[2]
 
 
 @pytest.mark.parametrize("name", ENGINES)

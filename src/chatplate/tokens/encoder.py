@@ -6,11 +6,9 @@ This layer sits on :mod:`chatplate.rendering`; training masks come from above, a
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .. import engine
@@ -18,6 +16,7 @@ from ..errors import ChatplateError, InputError, MissingBosWarning, TruncationEr
 from ..messages import validate_conversation
 from ..rendering import Renderer
 from ..safety import Marker, Marking, marker_for, split_marked
+from . import collector
 from .encoding import (
     BatchEncoding,
     Encoding,
@@ -43,31 +42,7 @@ class SpanFinder(Protocol):
         ...
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector paused while a batch is built: the batch allocates millions of
-    objects (lists of ids, offsets, encodings) that refcounting frees and that form no cycles,
-    and the collector, run again and again as they pile up, took a fifth of the time (measured
-    on encode_batch with masks). Whatever cycles a template makes are collected once it resumes.
-
-    On resuming, what the batch left is moved to the oldest generation (``gc.freeze`` then
-    ``gc.unfreeze``, two list splices) instead of being traversed by the young collection the
-    next allocation would start: that traversal walked every id of every list, 0.13 s of the
-    0.8 s encode_batch with masks took on 3,000 chats. A program that froze objects itself (a
-    server before it forks) keeps them frozen: then the young collection runs as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
-
-
-@_collector_paused()
+@collector.paused()
 def encode_conversations(
     renderer: Renderer,
     tokenizer: ChatTokenizer,
@@ -104,7 +79,7 @@ def encode_conversations(
     return encodings
 
 
-@_collector_paused()
+@collector.paused()
 def encode_examples(
     renderer: Renderer,
     tokenizer: ChatTokenizer,

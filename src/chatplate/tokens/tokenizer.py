@@ -151,10 +151,8 @@ class ChatTokenizer:
     # tokenizers needs for a few million characters: "auto" switches after that much text.
     FAST_AFTER_CHARS = 2_000_000
     _encoded_chars = 0
-    #: Seconds spent building (and checking) the fast path, and seconds callers then waited for
-    #: it to finish loading in the background (see :meth:`expect`).
+    #: Seconds spent building (and checking) the fast path.
     fast_seconds = 0.0
-    fast_waited = 0.0
     _loading: tuple[threading.Thread, list[FastEncoder | None]] | None = None
 
     @cached_property
@@ -162,27 +160,37 @@ class ChatTokenizer:
         """The exact fast path (``fastokens``), when the engine choice and this tokenizer allow."""
         if self._loading is not None:
             thread, result = self._loading
-            started = time.perf_counter()
             thread.join()
-            self.fast_waited += time.perf_counter() - started
             self._loading = None
             return result[0]
         return self._build_fast()
 
     def _build_fast(self) -> FastEncoder | None:
+        from . import collector
         from .fast import fast_encoder
 
         started = time.perf_counter()
         try:
-            return fast_encoder(self.backend, self.engine_choice, self.tokenizer_class)
+            # The vocabulary is parsed into Python objects that form no cycles.
+            with collector.paused():
+                return fast_encoder(self.backend, self.engine_choice, self.tokenizer_class)
         finally:
             self.fast_seconds = time.perf_counter() - started
 
+    @property
+    def fast_loading(self) -> bool:
+        """Whether the fast path is still loading in the background (see :meth:`expect`)."""
+        return self._loading is not None and self._loading[0].is_alive()
+
     def fast_for(self, chars: int) -> FastEncoder | None:
-        """The fast path to encode ``chars`` characters with, or ``None`` for ``tokenizers``."""
+        """The fast path to encode ``chars`` characters with, or ``None`` for ``tokenizers``
+        (with ``"auto"``, also while the fast path is still loading in the background: the
+        ids are the same either way)."""
         if self.engine_choice == "tokenizers":
             return None
-        if self.engine_choice == "auto" and "fast" not in self.__dict__ and self._loading is None:
+        if self.engine_choice == "auto" and "fast" not in self.__dict__:
+            if self._loading is not None:
+                return None if self.fast_loading else self.fast
             self._encoded_chars += chars
             if self._encoded_chars < self.FAST_AFTER_CHARS:
                 return None
@@ -192,7 +200,7 @@ class ChatTokenizer:
         """Say how much text is coming: with ``"auto"``, the fast path loads now if that is
         enough to pay for loading it (``prepare`` knows its input's size). With ``background``,
         it loads on a thread while the caller goes on (``fastokens`` builds without holding
-        the GIL); the first encode that needs it waits for it."""
+        the GIL), and tokenizers encodes until it is ready."""
         if self.engine_choice != "auto" or chars < self.FAST_AFTER_CHARS or "fast" in self.__dict__ or self._loading:
             return
         if not background:
@@ -223,8 +231,8 @@ class ChatTokenizer:
     @property
     def engine(self) -> str:
         """Which library encodes now: ``"fastokens"`` or ``"tokenizers"`` (with ``"auto"``,
-        ``tokenizers`` until enough text has been encoded)."""
-        if self.engine_choice == "auto" and "fast" not in self.__dict__ and self._loading is None:
+        ``tokenizers`` until enough text has been encoded, and while the fast path loads)."""
+        if self.engine_choice == "auto" and "fast" not in self.__dict__ and (self._loading is None or self.fast_loading):
             return "tokenizers"
         return "fastokens" if self.fast is not None else "tokenizers"
 

@@ -123,7 +123,7 @@ def rate(count: int, seconds: float, unit: str) -> str:
 _worker_template: ChatTemplate | None = None
 
 
-def _init_worker(template: ChatTemplate, single_threaded: bool, expected_chars: int, background: bool = False) -> None:
+def _init_worker(template: ChatTemplate, single_threaded: bool, expected_chars: int) -> None:
     global _worker_template
     if single_threaded:
         # One tokenizer thread per worker process: the processes already fill the cores.
@@ -131,9 +131,9 @@ def _init_worker(template: ChatTemplate, single_threaded: bool, expected_chars: 
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         os.environ["FASTOKENS_BPE_THREADS"] = "1"
     _worker_template = template
-    # Load it once, before the first chunk, with the fast path if there is text enough to pay
-    # (in this process, on a thread: opening the output and the first chunk go on meanwhile).
-    template.tokenizer.expect(expected_chars, background)
+    # Load it once, with the fast path if there is text enough to pay for it: on a thread, while
+    # tokenizers encodes the first chunks (a large vocabulary takes seconds to load).
+    template.tokenizer.expect(expected_chars, background=True)
 
 
 def _run_chunk(chunk: Chunk, settings: _Settings) -> _ChunkResult:
@@ -296,15 +296,18 @@ def _local(
         workers = os.cpu_count() or 1
         if workers > 1:
             tokenizer = template.tokenizer
-            first = next(chunks, None)
-            if first is None:
+            # Chunks encoded while the fast path still loads (by tokenizers, meanwhile) tell
+            # nothing of the speed of the rest: the first chunk begun once it is settled does.
+            for first in chunks:
+                settled = not tokenizer.fast_loading
+                started = time.perf_counter()
+                yield _run_chunk(first, settings)
+                seconds = time.perf_counter() - started
+                if settled:
+                    break
+            else:
                 return
-            started, waited = time.perf_counter(), tokenizer.fast_waited
-            yield _run_chunk(first, settings)
-            # The chunk's own time, without the wait for the fast path loading meanwhile; the
-            # load is what each worker would pay too.
-            seconds = time.perf_counter() - started - (tokenizer.fast_waited - waited)
-            loaded = tokenizer.fast_seconds
+            loaded = tokenizer.fast_seconds  # what each worker would pay too
             following = next(chunks, None)
             if following is None:
                 return
@@ -525,8 +528,8 @@ def prepare(
     size = _input_bytes(Path(input))
     if engine == "local" and (workers or 1) == 1:
         # This process encodes (all, or at least the first chunk): the tokenizer loads its fast
-        # path while the output is opened and the first chunk read and rendered.
-        _init_worker(template, False, size, background=True)
+        # path while the output is opened and the first chunks are encoded.
+        _init_worker(template, False, size)
     errors_path = Path(errors) if errors is not None else Path(f"{output}.errors.jsonl")
     summary = PrepareSummary(output=str(output), errors_path=str(errors_path))
     started = time.perf_counter()

@@ -1,0 +1,54 @@
+"""Python's cycle collector, paused while chatplate builds many objects that form no cycles.
+
+Encoding a batch allocates millions of objects (lists of ids, offsets, encodings) and loading a
+fast tokenizer parses its whole vocabulary into Python objects; refcounting frees all of them.
+The collector, run again and again as they pile up, took a fifth of ``encode_batch`` with masks,
+and half a second of loading Llama 3's 128k vocabulary (measured). Pauses nest, across
+threads too (the fast tokenizer loads on a thread while the caller encodes): the collector
+resumes when the last one ends, if it was running when the first began.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+from collections.abc import Iterator
+
+__all__ = ["paused"]
+
+_lock = threading.Lock()
+_depth = 0
+_resume = False
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """The collector off inside (usable as a decorator too).
+
+    On resuming, what was built meanwhile is moved to the oldest generation (``gc.freeze`` then
+    ``gc.unfreeze``, two list splices) instead of being traversed by the young collection the
+    next allocation would start: that traversal walked every id of every list, 0.13 s of the
+    0.8 s ``encode_batch`` with masks took on 3,000 chats. A program that froze objects itself
+    (a server before it forks) keeps them frozen: then the young collection runs as usual.
+
+    >>> with paused():
+    ...     gc.isenabled()
+    False
+    """
+    global _depth, _resume
+    with _lock:
+        if not _depth:
+            _resume = gc.isenabled()
+            gc.disable()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if not _depth and _resume:
+                if not gc.get_freeze_count():
+                    gc.freeze()
+                    gc.unfreeze()
+                gc.enable()
