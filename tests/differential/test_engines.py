@@ -258,23 +258,18 @@ def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_sta
     assert slow.engine == "tokenizers"  # an explicit choice stands
 
 
-def test_fastokens_reads_merges_as_strings_only_where_that_form_is_unambiguous() -> None:
-    from chatplate.tokens.fast import _fastokens_json
+@pytest.mark.parametrize("name", ENGINES)
+def test_the_pipeline_is_read_without_the_vocabulary(name: str) -> None:
+    from chatplate.tokens.fast import _pipeline
 
-    tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
-    serialized = tokenizer.backend.to_str()
-    spec = json.loads(serialized)
-    merges = spec["model"]["merges"]
-    assert isinstance(merges[0], list)
-    assert json.loads(_fastokens_json(spec, serialized))["model"]["merges"] == [f"{a} {b}" for a, b in merges]
-    # A token with a space in a merge would be split at it: the pairs stay as they are.
-    spaced = {**spec, "model": {**spec["model"], "merges": [*merges, ["a b", "c"]]}}
-    assert _fastokens_json(spaced, "as serialized") == "as serialized"
-    # And what fastokens builds from strings encodes as tokenizers does (the self-check passes).
-    tokenizer.engine_choice = "fastokens"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert tokenizer.fast is not None
+    serialized = ChatTokenizer.from_model_dir(tokenizer_fixtures.all_model_dirs()[name]).backend.to_str()
+    full = json.loads(serialized)
+    expected = {**full, "model": {k: v for k, v in full["model"].items() if k not in ("vocab", "merges")}}
+    assert expected["model"]["type"] == "BPE" and "added_tokens" in expected
+    assert _pipeline(serialized) == expected
+    # Another layout (the model first) is parsed whole, to the same result.
+    reordered = json.dumps({"model": full["model"], **{k: v for k, v in full.items() if k != "model"}})
+    assert _pipeline(reordered) == expected
 
 
 def test_the_fast_path_can_load_on_a_thread_while_the_caller_goes_on() -> None:

@@ -95,14 +95,16 @@ def encode_examples(
     ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does. With
     ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
-    pending: dict[Marker, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
+    # Grouped by the control tokens' marker, by identity: one object per set of tokens (it is
+    # cached), and hashing it hashes every token again (30 us with Llama 3's 256).
+    pending: dict[int, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
         render = _Prompts.for_call(renderer, tokenizer, render_kwargs, sanitize_control_tokens, masks)
         try:
             if turns_max_length is not None:
                 results[index] = _encode_by_turns(render, tokenizer, conversation, turns_max_length, False, sanitize_control_tokens)
             else:
-                pending.setdefault(render.control, []).append((index, render, render(conversation)))
+                pending.setdefault(id(render.control), []).append((index, render, render(conversation)))
         except ChatplateError as exc:
             results[index] = exc
     for group in pending.values():
@@ -191,13 +193,23 @@ def template_control_spans(
 
 def _markers(renderer: Renderer, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
     """The template's control tokens (its end-of-turn markers among them) and what data must
-    not produce, by role."""
-    literals = engine.literal_text(renderer.source(tools))
-    marking = Marking(
-        data=marker_for(tokenizer.data_control_tokens(literals)),
-        assistant=marker_for(tuple(sorted(tokenizer.special_tokens))),
-    )
-    return marker_for(tokenizer.control_tokens(literals)), marking
+    not produce, by role: worked out once per tokenizer and template text (``prepare`` asks for
+    every record, and a vocabulary with hundreds of special tokens took 30 us to sort and hash
+    them each time)."""
+    source = renderer.source(tools)
+    known = _markings.setdefault(tokenizer, {})
+    found = known.get(source)
+    if found is None:
+        literals = engine.literal_text(source)
+        marking = Marking(
+            data=marker_for(tokenizer.data_control_tokens(literals)),
+            assistant=marker_for(tuple(sorted(tokenizer.special_tokens))),
+        )
+        found = known[source] = (marker_for(tokenizer.control_tokens(literals)), marking)
+    return found
+
+
+_markings: weakref.WeakKeyDictionary[ChatTokenizer, dict[str, tuple[Marker, Marking]]] = weakref.WeakKeyDictionary()
 
 
 def _finish(

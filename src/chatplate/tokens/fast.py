@@ -227,12 +227,13 @@ def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> Fas
             ) from exc
         return None
     serialized = backend.to_str()
-    spec = json.loads(serialized)
-    reason = _unsupported(spec)
+    spec = _pipeline(serialized)
+    vocab = backend.get_vocab(with_added_tokens=False)
+    reason = _unsupported(spec, vocab)
     encoder = None
     if reason is None:
         try:
-            encoder = _build(spec, serialized, backend)
+            encoder = _build(spec, serialized, vocab, backend)
             reason = _self_check(encoder, backend)
         except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it does not support
             reason = f"fastokens cannot load it ({failure(exc)})"
@@ -249,12 +250,35 @@ def failure(exc: BaseException) -> str:
     return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
-def _unsupported(spec: dict[str, Any]) -> str | None:
-    """Why the fast path cannot reproduce this pipeline's offsets, or ``None``."""
+def _pipeline(serialized: str) -> dict[str, Any]:
+    """The serialized pipeline without its model's vocab and merges, which are most of it: as
+    Python objects they took longer to make than fastokens takes to load them (0.23 s of
+    Llama 3's), holding the GIL the background load is meant to leave to its caller.
+    tokenizers writes the model last and its vocab after its settings; any other layout is
+    parsed whole."""
+    model = serialized.find(',"model":{')
+    vocab = serialized.find(',"vocab":', model)
+    if model >= 0 and vocab >= 0:
+        try:
+            spec = json.loads(serialized[:vocab] + "}}")
+        except ValueError:
+            pass
+        else:
+            if isinstance(spec, dict) and isinstance(spec.get("model"), dict):
+                return spec  # type: ignore[no-any-return]
+    spec = json.loads(serialized)
+    if isinstance(spec.get("model"), dict):
+        spec["model"] = {key: value for key, value in spec["model"].items() if key not in ("vocab", "merges")}
+    return spec  # type: ignore[no-any-return]
+
+
+def _unsupported(spec: dict[str, Any], vocab: dict[str, int]) -> str | None:
+    """Why the fast path cannot reproduce this pipeline's offsets, or ``None`` (``spec`` is the
+    :func:`_pipeline`, ``vocab`` the model's)."""
     model = spec.get("model") or {}
     if model.get("type") != "BPE":
         return "only BPE vocabularies are supported"
-    ids = {*(model.get("vocab") or {}).values(), *(token.get("id") for token in spec.get("added_tokens") or [])}
+    ids = {*vocab.values(), *(token.get("id") for token in spec.get("added_tokens") or [])}
     gaps = (max(ids) + 1 - len(ids)) if ids else 0
     if gaps:
         return f"{gaps} ids between 0 and {max(ids)} name no token, and fastokens loads only vocabularies without gaps"
@@ -303,25 +327,27 @@ def _is_byte_level(pre_tokenizer: dict[str, Any] | None) -> bool:
     )
 
 
-def _build(spec: dict[str, Any], serialized: str, backend: tokenizers.Tokenizer) -> FastEncoder:
-    """The fast path for the pipeline ``spec`` (``serialized`` is its JSON text)."""
+def _build(spec: dict[str, Any], serialized: str, vocab: dict[str, int], backend: tokenizers.Tokenizer) -> FastEncoder:
+    """The fast path for the pipeline ``spec`` (``serialized`` is its JSON text, ``vocab`` the
+    model's tokens)."""
     import fastokens
     import numpy as np
 
     lengths = np.zeros(backend.get_vocab_size(with_added_tokens=True), np.int64)
     added = backend.get_added_tokens_decoder()
-    fast = fastokens.Tokenizer.from_json_str(_fastokens_json(spec, serialized))
     if _is_metaspace(spec):
         # The Metaspace step is done before fastokens runs (FastEncoder._prepared); lengths are
         # then bytes of that text: ▁ is three, a byte-fallback token one.
-        for token, index in backend.get_vocab(with_added_tokens=False).items():
+        fast = fastokens.Tokenizer.from_json_str(json.dumps({**json.loads(serialized), "pre_tokenizer": None}))
+        for token, index in vocab.items():
             lengths[index] = 1 if _BYTE_TOKEN.fullmatch(token) else len(token.encode("utf-8"))
         metaspace: tuple[str, ...] | None = tuple(token.content for token in added.values())
         missing = b""
     else:
+        # As it is: fastokens parses it without holding the GIL.
+        fast = fastokens.Tokenizer.from_json_str(serialized)
         decode = _byte_decoder()
         outside = _outside_alphabet()
-        vocab = backend.get_vocab(with_added_tokens=False)
         for token, index in vocab.items():
             # A token spelt in the byte-level alphabet has a byte per character.
             lengths[index] = len(token) if outside.search(token) is None else len(token.encode("utf-8"))
@@ -331,24 +357,6 @@ def _build(spec: dict[str, Any], serialized: str, backend: tokenizers.Tokenizer)
         if index < len(lengths):
             lengths[index] = len(token.content.encode("utf-8"))
     return FastEncoder(fast, lengths, (spec.get("normalizer") or {}).get("type") == "NFC", metaspace, missing)
-
-
-def _fastokens_json(spec: dict[str, Any], serialized: str) -> str:
-    """The pipeline as fastokens loads it: without the Metaspace step (done before it), and
-    with merges written as ``"a b"`` strings when no token in them has a space (fastokens
-    reads that older form of the same merges in three quarters of the time: 0.74-0.84 s
-    against 0.93-1.04 s for Llama 3's 280,147 merges)."""
-    model = spec.get("model") or {}
-    merges = model.get("merges") or []
-    pairs = bool(merges) and all(
-        type(pair) is list and len(pair) == 2 and " " not in pair[0] and " " not in pair[1] for pair in merges
-    )
-    if not pairs and not _is_metaspace(spec):
-        return serialized
-    changed = {**spec, "model": {**model, "merges": [" ".join(pair) for pair in merges]}} if pairs else dict(spec)
-    if _is_metaspace(spec):
-        changed["pre_tokenizer"] = None
-    return json.dumps(changed)
 
 
 @lru_cache(maxsize=1)
