@@ -131,9 +131,10 @@ def _init_worker(template: ChatTemplate, single_threaded: bool, expected_chars: 
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         os.environ["FASTOKENS_BPE_THREADS"] = "1"
     _worker_template = template
-    # Load it once, with the fast path if there is text enough to pay for it: on a thread, while
-    # tokenizers encodes the first chunks (a large vocabulary takes seconds to load).
-    template.tokenizer.expect(expected_chars, background=True)
+    # Load it once, with the fast path if there is text enough to pay for it. This process
+    # loads it on a thread while tokenizers encodes the first chunks (a large vocabulary takes
+    # seconds to load); a worker, whose siblings keep the other cores busy, loads it first.
+    template.tokenizer.expect(expected_chars, background=not single_threaded)
 
 
 def _run_chunk(chunk: Chunk, settings: _Settings) -> _ChunkResult:
