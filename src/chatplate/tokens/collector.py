@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 from collections.abc import Iterator
 
@@ -46,9 +47,26 @@ def paused() -> Iterator[None]:
         yield
     finally:
         with _lock:
-            _depth -= 1
-            if not _depth and _resume:
-                if not gc.get_freeze_count():
-                    gc.freeze()
-                    gc.unfreeze()
-                gc.enable()
+            if _depth:  # (a fork in between may have reset it)
+                _depth -= 1
+                if not _depth and _resume:
+                    if not gc.get_freeze_count():
+                        gc.freeze()
+                        gc.unfreeze()
+                    gc.enable()
+
+
+def _after_fork_in_child() -> None:
+    # A child has only the thread that forked: pauses other threads held (a background load)
+    # end nowhere, so the collector runs again, and the lock, which one of them may have held,
+    # is new.
+    global _lock, _depth
+    _lock = threading.Lock()
+    if _depth:
+        _depth = 0
+        if _resume:
+            gc.enable()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

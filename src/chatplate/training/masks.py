@@ -165,7 +165,10 @@ def _derived_turns(
         # render earlier messages elsewhere once there are more of them: a system prompt moved
         # into the last user turn, say).
         before = texts[index - 1] if index else ""
-        stable = start >= cursor and text.startswith(turn[:start]) and not (before and before in turn and before not in turn[:start])
+        # (Looked for backwards from `start` first, where the previous message usually ends.)
+        stable = start >= cursor and text.startswith(turn[:start]) and not (
+            before and turn.rfind(before, 0, start) < 0 and before in turn
+        )
         span = None
         if stable:
             end = _turn_end(text, turn, start, eot)

@@ -1,0 +1,94 @@
+"""The cycle collector's pause: nested, across threads, and undone in a forked child."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from chatplate.tokens import collector
+
+
+@pytest.fixture(autouse=True)
+def _collector_on() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_pauses_nest_and_the_last_one_resumes() -> None:
+    with collector.paused():
+        with collector.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_pause_on_another_thread_keeps_it_paused_until_it_ends() -> None:
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with collector.paused():
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    entered.wait(10)
+    with collector.paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's pause still holds
+    leave.set()
+    thread.join()
+    assert gc.isenabled()
+
+
+def test_a_collector_the_program_turned_off_stays_off() -> None:
+    gc.disable()
+    with collector.paused():
+        pass
+    assert not gc.isenabled()
+
+
+def test_the_decorator_form_pauses_the_call() -> None:
+    @collector.paused()
+    def inside() -> bool:
+        return gc.isenabled()
+
+    assert inside() is False
+    assert gc.isenabled()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork")
+def test_a_child_forked_during_another_threads_pause_collects_again() -> None:
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with collector.paused():
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    entered.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the holding thread is gone
+            ok = gc.isenabled()
+            with collector.paused():
+                ok = ok and not gc.isenabled()
+            ok = ok and gc.isenabled()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not gc.isenabled()  # the parent's pause is untouched
+    finally:
+        leave.set()
+        thread.join()
+    assert gc.isenabled()
