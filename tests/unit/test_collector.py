@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -30,7 +31,9 @@ def test_pauses_nest_and_the_last_one_resumes() -> None:
     assert gc.isenabled()
 
 
-def test_a_pause_on_another_thread_keeps_it_paused_until_it_ends() -> None:
+@contextlib.contextmanager
+def held_on_another_thread() -> Iterator[None]:
+    """A pause held by another thread while the block runs."""
     entered, leave = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -41,11 +44,18 @@ def test_a_pause_on_another_thread_keeps_it_paused_until_it_ends() -> None:
     thread = threading.Thread(target=hold)
     thread.start()
     entered.wait(10)
-    with collector.paused():
-        assert not gc.isenabled()
-    assert not gc.isenabled()  # the other thread's pause still holds
-    leave.set()
-    thread.join()
+    try:
+        yield
+    finally:
+        leave.set()
+        thread.join()
+
+
+def test_a_pause_on_another_thread_keeps_it_paused_until_it_ends() -> None:
+    with held_on_another_thread():
+        with collector.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other thread's pause still holds
     assert gc.isenabled()
 
 
@@ -67,17 +77,7 @@ def test_the_decorator_form_pauses_the_call() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs fork")
 def test_a_child_forked_during_another_threads_pause_collects_again() -> None:
-    entered, leave = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with collector.paused():
-            entered.set()
-            leave.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    entered.wait(10)
-    try:
+    with held_on_another_thread():
         pid = os.fork()
         if pid == 0:  # the child: the holding thread is gone
             ok = gc.isenabled()
@@ -88,7 +88,4 @@ def test_a_child_forked_during_another_threads_pause_collects_again() -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert not gc.isenabled()  # the parent's pause is untouched
-    finally:
-        leave.set()
-        thread.join()
     assert gc.isenabled()
