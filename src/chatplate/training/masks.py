@@ -25,7 +25,7 @@ from .. import engine
 from ..errors import InputError, MaskError
 from ..messages import validate_conversation
 from ..rendering import Prepared, Renderer
-from ..safety import START, Marker, Marking, mark
+from ..safety import START, Marker, Marking
 from ..tokens.spans import IGNORE_INDEX, Spans, labels_from, token_mask
 
 __all__ = ["MaskOptions", "conversation_spans", "common_prefix", "token_mask", "labels_from", "IGNORE_INDEX"]
@@ -101,14 +101,14 @@ def conversation_spans(
         default_selection = options.roles == {"assistant"} and all(trained)
         if not default_selection:
             # Which message a block belongs to: the derived turn it overlaps.
-            turns = _derived_turns(renderer, prepared, messages, text, marker, eot, options.roles)
+            turns = _derived_turns(renderer, prepared, messages, text, eot, options.roles)
             keep = [(s, e) for s, e, index in turns.spans if trained[index]]
             spans = [(s, e) for s, e in spans if any(s < ke and e > ks for ks, ke in keep)]
         # A block's span is what the template marks, as transformers reads it.
         if not options.end_of_turn:
             spans = [_through_end_of_turn(text, s, e, eot, False) for s, e in spans]
     else:
-        turns = _derived_turns(renderer, prepared, messages, None, marker, eot, options.roles)
+        turns = _derived_turns(renderer, prepared, messages, None, eot, options.roles)
         text = turns.text
         spans = [_through_end_of_turn(text, s, e, eot, options.end_of_turn) for s, e, index in turns.spans if trained[index]]
     spans = sorted((s, e) for s, e in spans if e > s)
@@ -128,7 +128,6 @@ def _derived_turns(
     prepared: Prepared,
     messages: list[dict[str, Any]],
     text: str | None,
-    marker: Marking | None,
     eot: Marker,
     roles: frozenset[str],
 ) -> _Turns:
@@ -142,8 +141,9 @@ def _derived_turns(
     indices = [index for index, message in enumerate(messages) if message.get("role") in roles]
     renders = renderer.prefixes(prepared, text)
     text = renders.text
-    # Each message's text as it reaches the rendered text, to find turns by.
-    texts = [_marked_text(message, marker) for message in messages]
+    # Each message's text as it reaches the rendered text (marked already, if data is), to find
+    # turns by.
+    texts = [_last_text(message.get("content")) for message in prepared.chat]
     for index in indices:
         message = messages[index]
         role = message.get("role")
@@ -270,12 +270,6 @@ def _last_text(content: Any) -> str:
             if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"].strip():
                 return part["text"].strip()
     return ""
-
-
-def _marked_text(message: Any, marker: Marking | None) -> str:
-    """:func:`_last_text` of a message as it reaches the rendered text (marked, if data is)."""
-    text = _last_text(message.get("content"))
-    return mark(text, marker.for_role(message.get("role"))) if marker is not None and text else text
 
 
 def _control_matches(text: str, eot: Marker, start: int, end: int) -> list[re.Match[str]]:
