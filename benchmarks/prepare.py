@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import chatplate  # noqa: E402
-from encode import synthetic_conversations  # noqa: E402
+from encode import best_times, synthetic_conversations  # noqa: E402
 from tests import tokenizer_fixtures  # noqa: E402
 
 # Mistral-7B-Instruct-v0.1's template (the fixture's), with the assistant's output in a generation block.
@@ -186,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                        load_from_cache_file=False),
         }
         # The best of interleaved rounds: this machine's speed drifts by a third within minutes.
-        best = {name: float("inf") for name in runs}
-        for _ in range(args.repeats):
-            for name, run in runs.items():
-                best[name] = min(best[name], timed(run)[0])
+        best = best_times(args.repeats, runs)
         t_ours, t_cli, t_limit, t_map = best["ours"], best.get("cli"), best["limit"], best["map"]
         t_row, _ = timed(lambda: [reference(c) for c in conversations])  # the slowest path: timed once
 

@@ -265,7 +265,7 @@ def _reads_only_variables_after(root: nodes.Template, loop: nodes.For, assigned:
         return False
     for body, index in path:
         for statement in body[index + 1 :]:
-            names = [statement] if isinstance(statement, nodes.Name) else statement.find_all(nodes.Name)
+            names = statement.find_all(nodes.Name)
             if any(name.ctx == "load" and (name.name in assigned or name.name in _NOT_VARIABLES) for name in names):
                 return False
     return True

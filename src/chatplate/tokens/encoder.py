@@ -95,16 +95,14 @@ def encode_examples(
     ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does. With
     ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
-    # Grouped by the control tokens' marker, by identity: one object per set of tokens (it is
-    # cached), and hashing it hashes every token again (30 us with Llama 3's 256).
-    pending: dict[int, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
+    pending: dict[Marker, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
         render = _Prompts.for_call(renderer, tokenizer, render_kwargs, sanitize_control_tokens, masks)
         try:
             if turns_max_length is not None:
                 results[index] = _encode_by_turns(render, tokenizer, conversation, turns_max_length, False, sanitize_control_tokens)
             else:
-                pending.setdefault(id(render.control), []).append((index, render, render(conversation)))
+                pending.setdefault(render.control, []).append((index, render, render(conversation)))
         except ChatplateError as exc:
             results[index] = exc
     for group in pending.values():
