@@ -72,7 +72,6 @@ class ChatTokenizer:
                 special.add(entry["content"])
         special.update(text for text in special_tokens.values() if text is not None and text in self.added_tokens)
         self.special_tokens: frozenset[str] = frozenset(special)
-        self._control_tokens: dict[str, tuple[str, ...]] = {}
         self.bos_token = special_tokens.get("bos_token")
         self.eos_token = special_tokens.get("eos_token")
         self.pad_token = special_tokens.get("pad_token")
@@ -312,19 +311,14 @@ class ChatTokenizer:
 
     def control_tokens(self, template_text: str) -> tuple[str, ...]:
         """Tokens that data must not produce: every special token, and every other added token the
-        template writes literally (whitespace tokens aside, which templates write as text).
-
-        Computed once per template: it scans the template text for every added token, and encode
-        calls ask on every call.
+        template writes literally (whitespace tokens aside, which templates write as text). (The
+        encoder asks once per template and keeps the markers it makes of them.)
         """
-        tokens = self._control_tokens.get(template_text)
-        if tokens is None:
-            tokens = self._control_tokens[template_text] = tuple(
-                token
-                for token in self.added_tokens
-                if token in self.special_tokens or (token in template_text and not token.isspace())
-            )
-        return tokens
+        return tuple(
+            token
+            for token in self.added_tokens
+            if token in self.special_tokens or (token in template_text and not token.isspace())
+        )
 
 
 _MAX_ID = 2**32 - 1  # the Rust side holds ids as u32
