@@ -204,22 +204,26 @@ def test_prepare_writes_the_same_rows_with_both_engines(tmp_path: Any, name: str
 def test_masks_read_in_bytes_equal_masks_read_from_tokenizers_offsets(name: str, data: st.DataObject) -> None:
     """The fast path reads masks against byte offsets; tokenizers' character offsets, read by
     the one overlap rule, must give the same masks (multi-byte characters split across tokens,
-    SentencePiece's leading ▁, spans at the very start and end)."""
+    SentencePiece's leading ▁, spans at the very start and end), for each text of a batch
+    (whose offsets run on from text to text, empty texts included)."""
     from chatplate.tokens.spans import token_mask
 
     fast, _ = engines(name)
-    pieces = st.sampled_from([*"ab é東😀👍🏽\n\t<|>", "<|im_end|>", "<|eot_id|>", "[INST]", "  ", "word"])
-    text = "".join(data.draw(st.lists(pieces, min_size=1, max_size=30)))
-    edges = sorted(data.draw(st.lists(st.integers(0, len(text)), min_size=2, max_size=6, unique=True)))
-    spans = [(edges[i], edges[i + 1]) for i in range(0, len(edges) - 1, 2)]
     encoder = fast.tokenizer.fast
     assert encoder is not None
-    if not encoder.accepts(text):
-        return
-    [(ids, _, _, mask)] = encoder.encode([text], False, [spans])
-    reference = fast.tokenizer.backend.encode(text, add_special_tokens=False)
-    assert ids.tolist() == reference.ids
-    assert mask.tolist() == token_mask(reference.offsets, spans)
+    pieces = st.sampled_from([*"ab é東😀👍🏽\n\t<|>", "<|im_end|>", "<|eot_id|>", "[INST]", "  ", "word"])
+    texts, all_spans = [], []
+    for _ in range(data.draw(st.integers(1, 4))):
+        text = "".join(data.draw(st.lists(pieces, max_size=30)))
+        edges = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6, unique=True)))
+        if encoder.accepts(text):
+            texts.append(text)
+            all_spans.append([(edges[i], edges[i + 1]) for i in range(0, len(edges) - 1, 2)])
+    for text, spans, (ids, starts, ends, mask) in zip(texts, all_spans, encoder.encode(texts, True, all_spans)):
+        reference = fast.tokenizer.backend.encode(text, add_special_tokens=False)
+        assert ids.tolist() == reference.ids
+        assert list(zip(starts.tolist(), ends.tolist())) == reference.offsets
+        assert mask.tolist() == token_mask(reference.offsets, spans)
 
 
 def test_a_fastokens_failure_hands_the_batch_to_tokenizers_with_a_warning() -> None:
@@ -244,6 +248,28 @@ def test_a_fastokens_failure_hands_the_batch_to_tokenizers_with_a_warning() -> N
     assert fast_tokenizer.engine == "tokenizers"
     theirs = reference.encode_batch(chats, return_offsets=True, return_assistant_mask=True)
     assert [(e.input_ids, e.offsets, e.labels) for e in ours.encodings] == [(e.input_ids, e.offsets, e.labels) for e in theirs.encodings]
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("masks", [False, True])
+def test_a_prompt_with_a_lone_surrogate_is_refused_alike_and_keeps_the_fast_path(name: str, masks: bool) -> None:
+    """Only a template can write a lone surrogate (messages are checked first). Both engines
+    refuse the prompt with the same error, whether it is encoded whole or, carrying a marked
+    control token, piece by piece; it is the prompt's fault, so the fast path stays in use."""
+    fast, slow = engines(name)
+    source = "{% for m in messages %}{{ m.content }}{% if m.content == 'odd' %}{{ '\\ud800' }}{% endif %}{% endfor %}"
+    good = [{"role": "user", "content": "fine"}, {"role": "assistant", "content": "also fine"}]
+    bad = [{"role": "user", "content": "odd"}, {"role": "assistant", "content": "reply"}]
+    forged = [{"role": "user", "content": "<s><|im_end|><|eot_id|>"}, *bad]  # a forged token: encoded in pieces
+    for chats in ([good, bad], [good, forged]):
+        errors = []
+        for template in (fast, slow):
+            odd = chatplate.load(source, tokenizer=template.tokenizer)
+            with pytest.raises(chatplate.TemplateError, match="lone surrogate") as caught:
+                odd.encode_batch(chats, return_assistant_mask=masks)
+            errors.append(str(caught.value))
+        assert errors[0] == errors[1]
+    assert fast.tokenizer.engine == "fastokens"
 
 
 def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_start() -> None:

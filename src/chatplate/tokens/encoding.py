@@ -76,8 +76,17 @@ def encode_texts(
     With ``arrays``, ids and masks from the fast path stay numpy arrays (``prepare`` writes them
     to Arrow as they are: building Python ints costs more than the encoding); others are lists.
     """
-    results: list[Any] = [None] * len(rendered)
-    whole: list[int] = []
+    try:
+        return _encode_texts(tokenizer, rendered, marker, with_offsets, spans, arrays)
+    except Exception:
+        # Both engines refuse a lone surrogate (with a TypeError or a UnicodeEncodeError): say
+        # what it is. Looked for only then: messages are checked already, only a template
+        # writes one, and a search of every prompt costs a tenth of its encoding.
+        _reject_surrogates(rendered)
+        raise
+
+
+def _reject_surrogates(rendered: Sequence[str]) -> None:
     for text in rendered:
         at = lone_surrogate(text)
         if at is not None:
@@ -85,6 +94,18 @@ def encode_texts(
                 f"the rendered prompt holds a lone surrogate (U+{ord(text[at]):04X} at character {at}), which no "
                 "tokenizer can encode; the template wrote it (an escape such as '\\ud800', or '%c' of a surrogate)"
             )
+
+
+def _encode_texts(
+    tokenizer: ChatTokenizer,
+    rendered: Sequence[str],
+    marker: Marker | None,
+    with_offsets: bool,
+    spans: Sequence[Spans | None] | None,
+    arrays: bool,
+) -> list[tuple[str, Any, list[tuple[int, int]] | None, Any, list[int] | None]]:
+    results: list[Any] = [None] * len(rendered)
+    whole: list[int] = []
     for index, text in enumerate(rendered):
         if marker is None or not has_markers(text):
             whole.append(index)
@@ -101,6 +122,7 @@ def encode_texts(
         try:
             encoded = fast.encode([rendered[index] for index in quick], with_offsets, wanted_spans)
         except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it refuses
+            _reject_surrogates([rendered[index] for index in quick])  # the prompt's fault, not the engine's
             # A text the load-time check could not foresee: tokenizers takes over, for good.
             tokenizer.drop_fast(exc)
             encoded = []

@@ -130,15 +130,18 @@ class FastEncoder:
         prepared = [self._prepared(text) for text in texts]
         flat, bounds = self.fast.encode_batch_flat([text for text, _ in prepared], add_special_tokens=False)
         ids = np.frombuffer(flat, np.uint32)
-        cuts = np.frombuffer(bounds, np.uint64).astype(np.int64).tolist()
+        firsts = np.frombuffer(bounds, np.uint64).astype(np.int64)
+        cuts = firsts.tolist()
         if not with_offsets and spans is None:
             return [(ids[low:high], None, None, None) for low, high in zip(cuts, cuts[1:])]
         # Every token's byte offsets, running on from text to text (one table lookup and one sum
-        # for the batch), and where each text's bytes start (an empty text: where the next does).
+        # for the batch), and where each text's bytes start: the sum before its first token (an
+        # empty text: where the next one starts).
         lengths = self.lengths[ids]
         all_ends = np.cumsum(lengths)
         all_starts = all_ends - lengths
-        bases = np.append(all_starts, all_ends[-1:] if len(all_ends) else [0])[cuts[:-1]].tolist()
+        firsts = firsts[:-1]
+        bases = np.where(firsts > 0, all_ends[firsts - 1], 0).tolist() if len(ids) else [0] * len(prepared)
         masks = (
             self._masks(all_starts, all_ends, cuts, bases, prepared, spans) if spans is not None
             else [None] * len(prepared)

@@ -10,12 +10,13 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingDependencyError
 
-__all__ = ["OUTPUT_KINDS", "COLUMNS", "Columns", "output_kind", "open_writer"]
+__all__ = ["OUTPUT_KINDS", "COLUMNS", "Columns", "PackedRows", "output_kind", "open_writer"]
 
 OUTPUT_KINDS = ("parquet", "jsonl", "hf")
 COLUMNS = ("input_ids", "attention_mask", "labels", "n_tokens", "n_trained")
@@ -62,38 +63,61 @@ def arrow_schema() -> Any:
     )
 
 
-def to_arrow(columns: Columns) -> Any:
-    """One chunk's columns as a ``pyarrow.RecordBatch`` (built where the chunk was encoded).
+@dataclass(frozen=True)
+class PackedRows:
+    """One chunk's rows as a worker sends them to be written: the ids of all rows joined, each
+    row's length and number of trained tokens, and which ids are trained, one bit each.
 
-    Rows are numpy arrays (the fast tokenizer's) or lists: they are joined into one values
-    array and offsets, which Arrow takes without a Python object per token.
+    Labels and attention masks are made from these where the rows are written (on the writer's
+    thread): they repeat the ids and the mask, and shipped whole between processes they would
+    almost double the bytes pickled, piped and unpickled per token.
     """
-    pa, _ = _pyarrow()
-    import numpy as np
 
-    def arrow(values: Any, kind: Any) -> Any:
-        # From the buffer: pa.array on numpy input imports pandas (a quarter second per worker).
-        return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+    lengths: Any  # int64, one per row
+    ids: Any  # int32, all rows joined
+    trained: Any  # np.packbits of the trained mask, all rows joined
+    n_trained: list[int]
 
-    lengths = np.fromiter(map(len, columns["input_ids"]), np.int64, len(columns["input_ids"]))
-    offsets = arrow(np.concatenate(([0], np.cumsum(lengths))).astype(np.int32), pa.int32())
+    @property
+    def num_rows(self) -> int:
+        return len(self.lengths)
 
-    def joined(rows: list[Any]) -> Any:
-        values = np.concatenate(rows).astype(np.int32, copy=False) if rows else np.zeros(0, np.int32)
-        return pa.ListArray.from_arrays(offsets, arrow(values, pa.int32()))
+    @classmethod
+    def from_columns(cls, columns: Columns) -> PackedRows:
+        """Rows as ``encode_records`` makes them (numpy arrays from the fast tokenizer, or
+        lists): a label that is not ``-100`` is a trained token's id."""
+        import numpy as np
 
-    # Every kept token is attended to: the mask is the ids' shape filled with ones.
-    ones = arrow(np.ones(int(lengths.sum()), np.int8), pa.int8())
-    return pa.record_batch(
-        [
-            joined(columns["input_ids"]),
-            pa.ListArray.from_arrays(offsets, ones),
-            joined(columns["labels"]),
-            arrow(lengths.astype(np.int32), pa.int32()),
-            arrow(np.asarray(columns["n_trained"], np.int32), pa.int32()),
-        ],
-        schema=arrow_schema(),
-    )
+        rows = columns["input_ids"]
+        lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+        ids = np.concatenate(rows).astype(np.int32, copy=False) if rows else np.zeros(0, np.int32)
+        labels = np.concatenate(columns["labels"]) if rows else np.zeros(0, np.int32)
+        return cls(lengths, ids, np.packbits(np.not_equal(labels, -100)), list(columns["n_trained"]))
+
+    def to_arrow(self) -> Any:
+        """The rows as a ``pyarrow.RecordBatch`` of the output's schema."""
+        pa, _ = _pyarrow()
+        import numpy as np
+
+        def arrow(values: Any, kind: Any) -> Any:
+            # From the buffer: pa.array on numpy input imports pandas (a quarter second per worker).
+            return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+        offsets = arrow(np.concatenate(([0], np.cumsum(self.lengths))).astype(np.int32), pa.int32())
+        trained = np.unpackbits(self.trained, count=len(self.ids)).view(bool)
+        labels = np.where(trained, self.ids, np.int32(-100))
+        # Every kept token is attended to: the mask is the ids' shape filled with ones.
+        ones = arrow(np.ones(len(self.ids), np.int8), pa.int8())
+        return pa.record_batch(
+            [
+                pa.ListArray.from_arrays(offsets, arrow(self.ids, pa.int32())),
+                pa.ListArray.from_arrays(offsets, ones),
+                pa.ListArray.from_arrays(offsets, arrow(labels, pa.int32())),
+                arrow(self.lengths.astype(np.int32), pa.int32()),
+                arrow(np.asarray(self.n_trained, np.int32), pa.int32()),
+            ],
+            schema=arrow_schema(),
+        )
 
 
 class _ParquetWriter:
@@ -114,10 +138,13 @@ class _ParquetWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="chatplate-parquet")
         self._pending: Future[None] | None = None
 
-    def write(self, batch: Any) -> None:
+    def write(self, rows: PackedRows) -> None:
         self._wait()
-        if batch.num_rows:
-            self._pending = self._thread.submit(self._writer.write_batch, batch)
+        if rows.num_rows:
+            self._pending = self._thread.submit(self._write, rows)
+
+    def _write(self, rows: PackedRows) -> None:
+        self._writer.write_batch(rows.to_arrow())
 
     def _wait(self) -> None:
         """Until the batch in flight is written (its error, if any, raised here)."""
@@ -161,8 +188,8 @@ class _DatasetWriter:
         self._scratch = Path(tempfile.mkdtemp(prefix="chatplate-prepare-"))
         self._parquet = _ParquetWriter(self._scratch / "rows.parquet")
 
-    def write(self, batch: Any) -> None:
-        self._parquet.write(batch)
+    def write(self, rows: PackedRows) -> None:
+        self._parquet.write(rows)
 
     def close(self) -> None:
         import datasets
@@ -178,6 +205,6 @@ class _DatasetWriter:
 
 
 def open_writer(path: str | os.PathLike[str], kind: str) -> Any:
-    """A writer with ``write(batch)`` and ``close()``; JSONL takes JSON text, the others Arrow."""
+    """A writer with ``write(batch)`` and ``close()``; JSONL takes JSON text, the others :class:`PackedRows`."""
     target = Path(path)
     return {"parquet": _ParquetWriter, "jsonl": _JsonlWriter, "hf": _DatasetWriter}[kind](target)

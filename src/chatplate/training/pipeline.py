@@ -29,7 +29,7 @@ from ..errors import Fix, RecordError, RejectedRowsWarning, SingleProcessWarning
 from ..rendering import render_kwargs
 from .formats import to_example
 from .masks import MaskOptions
-from .outputs import COLUMNS, Columns, open_writer, output_kind, to_arrow
+from .outputs import COLUMNS, Columns, PackedRows, open_writer, output_kind
 from .records import BadRow, Chunk, input_kind, plan_chunks, read_chunk
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def encode_chunk(template: ChatTemplate, chunk: Chunk, settings: _Settings) -> _
             for values in zip(*(columns[name] for name in COLUMNS))
         )
     else:
-        batch = to_arrow(columns)
+        batch = PackedRows.from_columns(columns)
     return _ChunkResult(chunk.start_row, len(records), batch, errors, len(columns["n_tokens"]),
                         sum(columns["n_tokens"]), sum(columns["n_trained"]))
 
