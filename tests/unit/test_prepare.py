@@ -211,8 +211,10 @@ def test_cli_prepare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_line_numbers_count_blank_lines_across_chunks(tmp_path: Path, chatml: chatplate.ChatTemplate) -> None:
     source = tmp_path / "in.jsonl"
     good = json.dumps(GOOD[0])
-    # Lines: 1 good, 2 blank, 3 good, 4 broken, 5 blank, 6 blank, 7 good, 8 broken (CRLF endings).
-    source.write_bytes("\r\n".join([good, "", good, '{"messages": [', "", "", good, "[1,"]).encode() + b"\r\n")
+    # Lines: 1 good, 2 blank, 3 good (indented), 4 broken, 5 blank (spaces), 6 blank, 7 good, 8 broken
+    # (CRLF endings).
+    lines = [good, "", " " + good, '{"messages": [', " \t ", "", good, "[1,"]
+    source.write_bytes("\r\n".join(lines).encode() + b"\r\n")
     summary = chatplate.prepare(source, tmp_path / "o.jsonl", chatml, workers=1, chunk_rows=2)
     entries = [json.loads(line) for line in (tmp_path / "o.jsonl.errors.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(e["row"], e["line"], e["record"]) for e in entries] == [(2, 4, '{"messages": ['), (4, 8, "[1,")]

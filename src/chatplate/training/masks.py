@@ -219,8 +219,9 @@ def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
     last closes with one marker and ``text`` closes it with another (``<|return|>`` and
     ``<|end|>``), the one in ``text`` is the turn's."""
     end = common_prefix(turn, text, start)
+    reach = eot.longest  # a token around `end` starts and ends within this of it
     for source in (turn, text):
-        for match in _control_matches(source, eot, max(start, end - 64), min(len(source), end + 64)):
+        for match in _control_matches(source, eot, max(start, end - reach), min(len(source), end + reach)):
             if match.start() < end < match.end():
                 end = match.start()
     rest_of_turn = turn[end:]
@@ -281,8 +282,10 @@ def _through_end_of_turn(text: str, start: int, end: int, eot: Marker, include: 
     """Cut a span after its end-of-turn marker: the last control token the template wrote in it
     with only whitespace after it. Without such a marker, trailing whitespace is cut. With
     ``include=False`` the marker itself is left out too."""
-    found = _control_matches(text, eot, start, end)
+    visible = start + len(text[start:end].rstrip())
+    # A marker with only whitespace after it holds the span's last visible character (or lies in
+    # the whitespace after it): it starts within the longest marker's length of that character.
+    found = _control_matches(text, eot, max(start, visible - eot.longest), end)
     if found and not text[found[-1].end() : end].strip():
         return (start, found[-1].end()) if include else (start, found[-1].start())
-    stripped = text[start:end].rstrip()
-    return start, start + len(stripped)
+    return start, visible

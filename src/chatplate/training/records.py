@@ -82,6 +82,10 @@ def plan_chunks(path: str | os.PathLike[str], kind: str, chunk_rows: int) -> Ite
         yield from _plan_hf(p, chunk_rows)
 
 
+# bytes.strip()'s whitespace, as byte values.
+_BLANK = frozenset(b" \t\n\r\x0b\x0c")
+
+
 def _plan_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     row = start_row = 0
     start = position = 0
@@ -89,7 +93,8 @@ def _plan_jsonl(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     with path.open("rb") as handle:
         for number, line in enumerate(handle, 1):
             position += len(line)
-            if line.strip():
+            # (A record's line starts with its "{": no copy of the line is stripped to see that.)
+            if line[0] not in _BLANK or line.strip():
                 row += 1
                 if row - start_row == chunk_rows:
                     yield Chunk("jsonl", str(path), start_row, row - start_row, start, position, first_line=first_line)
