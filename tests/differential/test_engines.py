@@ -352,6 +352,64 @@ def test_tokenizers_encodes_while_the_fast_path_loads(monkeypatch: Any) -> None:
     assert rows[0] == rows[1] == rows[2]
 
 
+@pytest.mark.parametrize("limit", [1, None])
+def test_prepare_renders_ahead_while_the_fast_path_loads_and_tokenizes_with_it(monkeypatch: Any, tmp_path: Any,
+                                                                                limit: int | None) -> None:
+    """In one process, chunks are rendered while the fast path loads (up to READ_AHEAD_CHARS of
+    text, then it waits) and tokenized once it is ready: every chunk by fastokens, the rows those
+    of tokenizers."""
+    import threading
+
+    from chatplate.training import pipeline
+
+    release = threading.Event()
+    build = ChatTokenizer._build_fast
+
+    def slow_build(self: ChatTokenizer) -> Any:
+        release.wait(30)
+        return build(self)
+
+    rendered_while_loading = []
+    render = pipeline._render_chunk
+
+    def counting_render(template: Any, chunk: Any, settings: Any) -> Any:
+        rendered_while_loading.append(template.tokenizer.fast_loading)
+        if sum(rendered_while_loading) == (limit or 3):
+            release.set()
+        return render(template, chunk, settings)
+
+    engines_used = []
+    fast_for = ChatTokenizer.fast_for
+
+    def recording_fast_for(self: ChatTokenizer, chars: int) -> Any:
+        found = fast_for(self, chars)
+        engines_used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(ChatTokenizer, "_build_fast", slow_build)
+    monkeypatch.setattr(ChatTokenizer, "fast_for", recording_fast_for)
+    monkeypatch.setattr(pipeline, "_render_chunk", counting_render)
+    if limit is not None:
+        monkeypatch.setattr(pipeline, "READ_AHEAD_CHARS", limit)
+    source = tmp_path / "in.jsonl"
+    chats = [*HARD, *corpus_conversations()] * 4
+    source.write_text("".join(json.dumps({"messages": c}) + "\n" for c in chats), encoding="utf-8")
+    template = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()))
+    template.tokenizer.FAST_AFTER_CHARS = 0  # this small input pays for the fast path here
+    chatplate.prepare(source, tmp_path / "fast.jsonl", template, workers=1, chunk_rows=16, on_error="skip")
+    assert template.tokenizer.engine == "fastokens"
+    assert all(engines_used) and len(engines_used) == len(rendered_while_loading) > 4
+    if limit is None:
+        assert sum(rendered_while_loading) >= 3
+    else:
+        assert rendered_while_loading[:2] == [True, False]  # one chunk ahead, then it waited
+    monkeypatch.undo()
+    reference = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()))
+    reference.tokenizer.engine_choice = "tokenizers"
+    chatplate.prepare(source, tmp_path / "slow.jsonl", reference, workers=1, chunk_rows=16, on_error="skip")
+    assert (tmp_path / "fast.jsonl").read_text() == (tmp_path / "slow.jsonl").read_text()
+
+
 @pytest.mark.parametrize("name", ENGINES)
 def test_prepare_dataset_gives_the_same_columns_and_types_with_both_engines(name: str) -> None:
     datasets = pytest.importorskip("datasets")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,6 +142,24 @@ def test_python_dash_m(tmp_path: Path) -> None:
         [sys.executable, "-m", "chatplate", "render", conversation, "-t", "chatml"], capture_output=True, text=True
     )
     assert (result.returncode, result.stdout) == (0, CHATML_TWO_TURNS)
+
+
+def test_the_program_exits_with_main_s_status_and_all_its_output(tmp_path: Path) -> None:
+    """``python -m chatplate`` leaves without tearing the interpreter down: its exit status is
+    main()'s and what it wrote to a pipe arrives whole."""
+    long_chat = [{"role": "user", "content": "word " * 50_000}, {"role": "assistant", "content": "ok"}]
+    conversation = write(tmp_path, "long.json", long_chat)
+    expected = chatplate.load("chatml").render(long_chat)
+    cases = [
+        (["render", conversation, "-t", "chatml"], 0, expected, ""),
+        (["render", str(tmp_path / "missing.json"), "-t", "chatml"], 1, "", "chatplate: error:"),
+        (["frobnicate"], 2, "", "No such command"),
+    ]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a pipe is by default
+    for argv, status, out, err in cases:
+        result = subprocess.run([sys.executable, "-m", "chatplate", *argv], capture_output=True, text=True, env=buffered)
+        assert result.returncode == status, result.stderr
+        assert result.stdout == out and err in result.stderr
 
 
 def test_stdin(tmp_path: Path) -> None:

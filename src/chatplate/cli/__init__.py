@@ -6,11 +6,11 @@ import os
 import sys
 import traceback
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import ChatplateError, ChatplateWarning, TemplateSyntaxError
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chatplate: error: {_one_line(exc)}", file=sys.stderr)
             return 1
     return 0
+
+
+def run() -> NoReturn:
+    """The ``chatplate`` program (``python -m chatplate`` too): :func:`main`, then exit.
+
+    The interpreter is not torn down object by object: after ``prepare`` of 3,000 chats, freeing
+    the tokenizers, numpy and pyarrow took 0.13-0.16 s of a 1.6 s run, for nothing. Exit
+    handlers still run and output is flushed first. Code that calls :func:`main` keeps its
+    interpreter.
+    """
+    import atexit
+
+    status = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(status)
 
 
 def _one_line(exc: BaseException | Warning | str) -> str:

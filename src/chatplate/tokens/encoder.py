@@ -28,7 +28,10 @@ from .encoding import (
 from .spans import Spans, labels_from
 from .tokenizer import ChatTokenizer
 
-__all__ = ["SpanFinder", "encode_conversations", "encode_examples", "batch_from", "template_control_spans"]
+__all__ = [
+    "SpanFinder", "RenderedExamples", "encode_conversations", "render_examples", "encode_rendered_examples", "batch_from",
+    "template_control_spans",
+]
 
 
 class SpanFinder(Protocol):
@@ -79,8 +82,22 @@ def encode_conversations(
     return encodings
 
 
+class RenderedExamples:
+    """Examples rendered (with their masks' spans) and not yet tokenized, in their order: what
+    :func:`render_examples` leaves for :func:`encode_rendered_examples`."""
+
+    def __init__(self, results: list[Encoding | ChatplateError | None], pending: dict[Marker, list[Any]]) -> None:
+        self.results = results  # an example's error, or its encoding where truncation by turns made it
+        self.pending = pending  # by control-token marker: (index, prompts, (text, spans))
+
+    @property
+    def chars(self) -> int:
+        """How much rendered text waits to be tokenized."""
+        return sum(len(text) for group in self.pending.values() for _, _, (text, _) in group)
+
+
 @collector.paused()
-def encode_examples(
+def render_examples(
     renderer: Renderer,
     tokenizer: ChatTokenizer,
     examples: Sequence[tuple[Any, dict[str, Any]]],
@@ -88,12 +105,11 @@ def encode_examples(
     sanitize_control_tokens: bool,
     masks: SpanFinder | None,
     turns_max_length: int | None = None,
-    arrays: bool = False,
-) -> list[Encoding | ChatplateError]:
-    """Encode independent ``(conversation, render_kwargs)`` examples (each with its own tools):
-    a failing example gives its error in its place, the rest are tokenized in one batched call.
-    ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does. With
-    ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
+) -> RenderedExamples:
+    """Render independent ``(conversation, render_kwargs)`` examples (each with its own tools)
+    for :func:`encode_rendered_examples`: a failing example keeps its error in its place.
+    ``turns_max_length`` drops oldest turns to fit, as ``truncation="turns"`` does (those
+    examples are tokenized here: what fits depends on the ids)."""
     results: list[Encoding | ChatplateError | None] = [None] * len(examples)
     pending: dict[Marker, list[tuple[int, _Prompts, tuple[str, list[tuple[int, int]] | None]]]] = {}
     for index, (conversation, render_kwargs) in enumerate(examples):
@@ -105,7 +121,17 @@ def encode_examples(
                 pending.setdefault(render.control, []).append((index, render, render(conversation)))
         except ChatplateError as exc:
             results[index] = exc
-    for group in pending.values():
+    return RenderedExamples(results, pending)
+
+
+@collector.paused()
+def encode_rendered_examples(
+    rendered: RenderedExamples, tokenizer: ChatTokenizer, *, sanitize_control_tokens: bool, arrays: bool = False
+) -> list[Encoding | ChatplateError]:
+    """Tokenize what :func:`render_examples` rendered, in one batched call per marker. With
+    ``arrays``, encodings may hold numpy arrays instead of lists (see ``encode_texts``)."""
+    results = list(rendered.results)
+    for group in rendered.pending.values():
         encodings = _encode_rendered(group[0][1], tokenizer, [item for _, _, item in group], False, sanitize_control_tokens,
                                      arrays)
         for (index, _, _), enc in zip(group, encodings):
