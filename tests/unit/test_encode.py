@@ -114,9 +114,10 @@ def test_offsets_cover_the_text(chatml: chatplate.ChatTemplate) -> None:
 
 def test_missing_bos_reported(llama3: chatplate.ChatTemplate) -> None:
     without_bos = chatplate.ChatTemplate("{% for m in messages %}{{ m.content }}{% endfor %}", tokenizer=llama3.tokenizer)
-    with pytest.warns(MissingBosWarning):
+    with pytest.warns(MissingBosWarning) as caught:
         enc = without_bos.encode([{"role": "user", "content": "hi"}])
     assert enc.missing_bos
+    assert caught[0].filename == __file__  # it points at the call, not inside chatplate
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not llama3.encode([{"role": "user", "content": "hi"}]).missing_bos

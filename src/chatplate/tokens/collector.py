@@ -21,6 +21,8 @@ __all__ = ["paused"]
 _lock = threading.Lock()
 _depth = 0
 _resume = False
+# Tracked objects after the last full collection run here (see _promote).
+_after_full = 0
 
 
 @contextlib.contextmanager
@@ -51,9 +53,34 @@ def paused() -> Iterator[None]:
                 _depth -= 1
                 if not _depth and _resume:
                     if not gc.get_freeze_count():
-                        gc.freeze()
-                        gc.unfreeze()
+                        _promote()
                     gc.enable()
+
+
+def _promote() -> None:
+    """Move every tracked object to the oldest generation, and collect that generation once it
+    has grown by a quarter since the last time.
+
+    Garbage cycles made meanwhile (a render's, another thread's) go there too, where Python
+    collects only after its own count of objects promoted, which this move bypasses: without a
+    collection of its own, they piled up (a worker of ``prepare`` grew by 8 MB per 256 chats).
+    A quarter is Python's own rule for that generation, so the collections cost about what
+    Python's would.
+    """
+    global _after_full
+    gc.freeze()
+    tracked = gc.get_freeze_count()
+    gc.unfreeze()
+    if tracked > _after_full + max(_after_full // 4, _FULL_AFTER_AT_LEAST):
+        gc.collect()
+        gc.freeze()
+        _after_full = gc.get_freeze_count()
+        gc.unfreeze()
+
+
+# A floor for the growth that starts a full collection: small heaps are collected by Python's
+# young collections anyway.
+_FULL_AFTER_AT_LEAST = 10_000
 
 
 def _after_fork_in_child() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import engine
@@ -45,7 +46,6 @@ class SpanFinder(Protocol):
         ...
 
 
-@collector.paused()
 def encode_conversations(
     renderer: Renderer,
     tokenizer: ChatTokenizer,
@@ -82,13 +82,13 @@ def encode_conversations(
     return encodings
 
 
+@dataclass
 class RenderedExamples:
     """Examples rendered (with their masks' spans) and not yet tokenized, in their order: what
     :func:`render_examples` leaves for :func:`encode_rendered_examples`."""
 
-    def __init__(self, results: list[Encoding | ChatplateError | None], pending: dict[Marker, list[Any]]) -> None:
-        self.results = results  # an example's error, or its encoding where truncation by turns made it
-        self.pending = pending  # by control-token marker: (index, prompts, (text, spans))
+    results: list[Encoding | ChatplateError | None]  # an error, or the encoding truncation by turns made
+    pending: dict[Marker, list[Any]]  # by control-token marker: (index, prompts, (text, spans))
 
     @property
     def chars(self) -> int:
@@ -96,7 +96,6 @@ class RenderedExamples:
         return sum(len(text) for group in self.pending.values() for _, _, (text, _) in group)
 
 
-@collector.paused()
 def render_examples(
     renderer: Renderer,
     tokenizer: ChatTokenizer,
@@ -124,7 +123,6 @@ def render_examples(
     return RenderedExamples(results, pending)
 
 
-@collector.paused()
 def encode_rendered_examples(
     rendered: RenderedExamples, tokenizer: ChatTokenizer, *, sanitize_control_tokens: bool, arrays: bool = False
 ) -> list[Encoding | ChatplateError]:
@@ -140,6 +138,7 @@ def encode_rendered_examples(
     return results  # type: ignore[return-value]
 
 
+@collector.paused()
 def _label(encodings: list[Encoding]) -> None:
     for enc in encodings:
         if enc.assistant_mask is not None and enc.labels is None:
@@ -171,6 +170,9 @@ class _Prompts:
         return self.masks.spans(self.renderer, conversation, self.render_kwargs, self.marker, self.control)
 
 
+# Paused here, where the ids, offsets and masks are built, and not while rendering: a render
+# leaves cycles (a recorded render's log and its takers), which a pause would let pile up.
+@collector.paused()
 def _encode_rendered(
     render: _Prompts,
     tokenizer: ChatTokenizer,
@@ -341,7 +343,7 @@ def _warn_missing_bos(renderer: Renderer, encodings: list[Encoding]) -> None:
             "other input: the template probably lacks {{ bos_token }} (Encoding.missing_bos tells per prompt; "
             "this warning is given once per template)",
             MissingBosWarning,
-            stacklevel=5,  # through encode_conversations and its collector pause, to the caller of encode
+            stacklevel=4,  # through encode_conversations, to the caller of encode
         )
 
 
