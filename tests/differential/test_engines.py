@@ -286,7 +286,7 @@ def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_sta
 
 @pytest.mark.parametrize("name", ENGINES)
 def test_the_pipeline_is_read_without_the_vocabulary(name: str) -> None:
-    from chatplate.tokens.fast import _pipeline
+    from chatplate.tokens.fast import _pipeline, _without_pre_tokenizer
 
     serialized = ChatTokenizer.from_model_dir(tokenizer_fixtures.all_model_dirs()[name]).backend.to_str()
     full = json.loads(serialized)
@@ -296,6 +296,10 @@ def test_the_pipeline_is_read_without_the_vocabulary(name: str) -> None:
     # Another layout (the model first) is parsed whole, to the same result.
     reordered = json.dumps({"model": full["model"], **{k: v for k, v in full.items() if k != "model"}})
     assert _pipeline(reordered) == expected
+    # The pipeline fastokens gets for a Metaspace one: the same, without its pre-tokenizer, in
+    # either layout.
+    for text in (serialized, reordered):
+        assert json.loads(_without_pre_tokenizer(text)) == {**full, "pre_tokenizer": None}
 
 
 def test_the_fast_path_can_load_on_a_thread_while_the_caller_goes_on() -> None:

@@ -275,6 +275,23 @@ def _pipeline(serialized: str) -> dict[str, Any]:
     return spec  # type: ignore[no-any-return]
 
 
+def _without_pre_tokenizer(serialized: str) -> str:
+    """The serialized pipeline without its pre-tokenizer. The model (vocab and merges, most of
+    it) is copied as text: parsed and written again, it held the GIL for 60 ms of Mistral's
+    32k-token vocabulary, time the background load takes from its caller. Any other layout
+    than tokenizers' (see :func:`_pipeline`) is parsed whole."""
+    model = serialized.find(',"model":{')
+    if model >= 0:
+        try:
+            head = json.loads(serialized[:model] + "}")
+        except ValueError:
+            head = None
+        if isinstance(head, dict) and "pre_tokenizer" in head:
+            head["pre_tokenizer"] = None
+            return json.dumps(head)[:-1] + serialized[model:]
+    return json.dumps({**json.loads(serialized), "pre_tokenizer": None})
+
+
 def _unsupported(spec: dict[str, Any], vocab: dict[str, int]) -> str | None:
     """Why the fast path cannot reproduce this pipeline's offsets, or ``None`` (``spec`` is the
     :func:`_pipeline`, ``vocab`` the model's)."""
@@ -341,7 +358,7 @@ def _build(spec: dict[str, Any], serialized: str, vocab: dict[str, int], backend
     if _is_metaspace(spec):
         # The Metaspace step is done before fastokens runs (FastEncoder._prepared); lengths are
         # then bytes of that text: ▁ is three, a byte-fallback token one.
-        fast = fastokens.Tokenizer.from_json_str(json.dumps({**json.loads(serialized), "pre_tokenizer": None}))
+        fast = fastokens.Tokenizer.from_json_str(_without_pre_tokenizer(serialized))
         for token, index in vocab.items():
             lengths[index] = 1 if _BYTE_TOKEN.fullmatch(token) else len(token.encode("utf-8"))
         metaspace: tuple[str, ...] | None = tuple(token.content for token in added.values())
