@@ -314,3 +314,30 @@ def test_every_other_rebuilding_class_is_known() -> None:
         }
     assert own_init <= set(classes._PIPELINES) | classes._UNREPRODUCED_CLASSES
     assert set(classes._PIPELINES) <= own_init | {"CodeGenTokenizer"}
+
+
+def test_a_rebuild_that_copies_the_vocab_as_text_equals_one_that_parses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuilt tokenizer copies the file's vocab and merges as text where the file is laid out
+    as tokenizers writes it; the result must be the tokenizer the parse of the whole file gives,
+    on every fixture and real vocabulary."""
+    from chatplate.tokens import classes
+    from tests import vocabularies
+
+    directories = [*fixtures.all_model_dirs().values(), *vocabularies.real_vocab_dirs().values()]
+    split = classes._split_at_vocab
+    copied = []
+
+    def recording(text: str) -> Any:
+        found = split(text)
+        copied.append(found is not None)
+        return found
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monkeypatch.setattr(classes, "_split_at_vocab", recording)
+        as_text = [ChatTokenizer.from_model_dir(d).backend.to_str() for d in directories]
+        monkeypatch.setattr(classes, "_split_at_vocab", lambda text: None)
+        parsed = [ChatTokenizer.from_model_dir(d).backend.to_str() for d in directories]
+    assert any(copied)
+    for directory, ours, theirs in zip(directories, as_text, parsed):
+        assert ours == theirs, directory
