@@ -286,12 +286,19 @@ def test_a_caller_that_knows_how_much_text_is_coming_gets_fastokens_from_the_sta
 
 @pytest.mark.parametrize("name", ENGINES)
 def test_the_pipeline_is_read_without_the_vocabulary(name: str) -> None:
-    from chatplate.tokens.fast import _pipeline, _without_pre_tokenizer
+    from chatplate.tokens.serialized import pipeline, rewrite, split_at_vocab
+
+    def _pipeline(text: str) -> dict[str, Any]:
+        return pipeline(text, split_at_vocab(text))
+
+    def _without_pre_tokenizer(text: str) -> str:
+        return rewrite(text, split_at_vocab(text), {"pre_tokenizer": None}, {})
 
     serialized = ChatTokenizer.from_model_dir(tokenizer_fixtures.all_model_dirs()[name]).backend.to_str()
     full = json.loads(serialized)
     expected = {**full, "model": {k: v for k, v in full["model"].items() if k not in ("vocab", "merges")}}
     assert expected["model"]["type"] == "BPE" and "added_tokens" in expected
+    assert split_at_vocab(serialized) is not None  # tokenizers' own layout: cut at the vocab
     assert _pipeline(serialized) == expected
     # Another layout (the model first) is parsed whole, to the same result.
     reordered = json.dumps({"model": full["model"], **{k: v for k, v in full.items() if k != "model"}})

@@ -320,11 +320,11 @@ def test_a_rebuild_that_copies_the_vocab_as_text_equals_one_that_parses_it(monke
     """A rebuilt tokenizer copies the file's vocab and merges as text where the file is laid out
     as tokenizers writes it; the result must be the tokenizer the parse of the whole file gives,
     on every fixture and real vocabulary."""
-    from chatplate.tokens import classes
+    from chatplate.tokens import serialized
     from tests import vocabularies
 
     directories = [*fixtures.all_model_dirs().values(), *vocabularies.real_vocab_dirs().values()]
-    split = classes._split_at_vocab
+    split = serialized.split_at_vocab
     copied = []
 
     def recording(text: str) -> Any:
@@ -334,9 +334,9 @@ def test_a_rebuild_that_copies_the_vocab_as_text_equals_one_that_parses_it(monke
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        monkeypatch.setattr(classes, "_split_at_vocab", recording)
+        monkeypatch.setattr(serialized, "split_at_vocab", recording)
         as_text = [ChatTokenizer.from_model_dir(d).backend.to_str() for d in directories]
-        monkeypatch.setattr(classes, "_split_at_vocab", lambda text: None)
+        monkeypatch.setattr(serialized, "split_at_vocab", lambda text: None)
         parsed = [ChatTokenizer.from_model_dir(d).backend.to_str() for d in directories]
     assert any(copied)
     for directory, ours, theirs in zip(directories, as_text, parsed):

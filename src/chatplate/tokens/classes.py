@@ -15,14 +15,13 @@ them against the installed transformers).
 
 from __future__ import annotations
 
-import json
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TokenizerClassWarning
+from . import serialized
 
 if TYPE_CHECKING:
     import tokenizers
@@ -544,26 +543,18 @@ def _rebuild(tokenizer_json: str, pipeline: _Pipeline, settings: Mapping[str, An
     yet (transformers re-adds them from the config). ``None`` when the file's model is not BPE."""
     from tokenizers import Tokenizer
 
-    split = _split_at_vocab(tokenizer_json)
-    spec = json.loads(tokenizer_json) if split is None else {**split[0], "model": split[1]}
+    split = serialized.split_at_vocab(tokenizer_json)
+    spec = serialized.pipeline(tokenizer_json, split)
     if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict) or spec["model"].get("type") != "BPE":
         return None
     file_added = sorted(
         (entry for entry in spec.get("added_tokens") or [] if isinstance(entry, Mapping) and isinstance(entry.get("content"), str)),
         key=lambda entry: entry.get("id", 0),
     )
-    overrides = {"dropout": None, "ignore_merges": False, **pipeline.model(settings)}
     blanks = {"added_tokens": [], "normalizer": None, "pre_tokenizer": None, "decoder": None, "truncation": None,
               "padding": None}
-    if split is not None and set(overrides) <= set(split[1]) and set(blanks) <= set(split[0]):
-        # Every key changed here is one the file has before the model's vocab: the vocab and
-        # merges (most of the file) are copied as text; json's parse and dump of them took 60 ms
-        # of Mistral's.
-        head, model, vocab = split
-        text = json.dumps({**head, **blanks})[:-1] + ',"model":' + json.dumps({**model, **overrides})[:-1] + "," + vocab
-    else:
-        whole = spec if split is None else json.loads(tokenizer_json)
-        text = json.dumps({**whole, **blanks, "model": {**whole["model"], **overrides}})
+    overrides = {"dropout": None, "ignore_merges": False, **pipeline.model(settings)}
+    text = serialized.rewrite(tokenizer_json, split, blanks, overrides)
     tokenizer = Tokenizer.from_str(text)
     components = pipeline.components(settings)
     tokenizer.normalizer = components["normalizer"]
@@ -572,30 +563,6 @@ def _rebuild(tokenizer_json: str, pipeline: _Pipeline, settings: Mapping[str, An
     if tokenizer.post_processor is None and "post_processor" in components:
         tokenizer.post_processor = components["post_processor"]
     return tokenizer, [_added_token(entry) for entry in file_added]
-
-
-_MODEL_KEY = re.compile(r',\s*"model"\s*:\s*\{')
-_VOCAB_KEY = re.compile(r',\s*"vocab"\s*:')
-# After the vocab and merges: the model's and the file's closing braces, nothing else.
-_CLOSING = re.compile(r'[\]}]\s*}\s*}\s*$')
-
-
-def _split_at_vocab(text: str) -> tuple[dict[str, Any], dict[str, Any], str] | None:
-    """A ``tokenizer.json`` as tokenizers writes it (the model last, its vocab and merges after
-    its settings): everything before the model, the model's settings, and the text from its
-    vocab to the end. ``None`` for any other layout."""
-    model = _MODEL_KEY.search(text)
-    vocab = _VOCAB_KEY.search(text, model.end()) if model else None
-    if model is None or vocab is None or not _CLOSING.search(text[-200:]):
-        return None
-    try:
-        head = json.loads(text[: model.start()] + "}")
-        settings = json.loads("{" + text[model.end() : vocab.start()] + "}")
-    except ValueError:
-        return None
-    if not isinstance(head, dict) or not isinstance(settings, dict) or "model" in head:
-        return None
-    return head, settings, text[vocab.start() + 1 :].lstrip()
 
 
 def _listed_added_tokens(config: Mapping[str, Any], file_added: list[Any]) -> list[Any]:

@@ -17,7 +17,6 @@ compares ids and offsets; any difference (or an error) keeps ``tokenizers``, wit
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 import warnings
@@ -26,6 +25,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, MissingDependencyError, TokenizerBackendWarning
+from . import serialized
 from .spans import Spans, mask_from_offsets
 
 if TYPE_CHECKING:
@@ -229,14 +229,15 @@ def fast_encoder(backend: tokenizers.Tokenizer, choice: str, origin: str) -> Fas
                 extra="fast", package=exc.name,
             ) from exc
         return None
-    serialized = backend.to_str()
-    spec = _pipeline(serialized)
+    text = backend.to_str()
+    split = serialized.split_at_vocab(text)
+    spec = serialized.pipeline(text, split)
     vocab = backend.get_vocab(with_added_tokens=False)
     reason = _unsupported(spec, vocab)
     encoder = None
     if reason is None:
         try:
-            encoder = _build(spec, serialized, vocab, backend)
+            encoder = _build(spec, text, split, vocab, backend)
             reason = _self_check(encoder, backend)
         except Exception as exc:  # noqa: BLE001 - fastokens raises plain exceptions on what it does not support
             reason = f"fastokens cannot load it ({failure(exc)})"
@@ -253,48 +254,9 @@ def failure(exc: BaseException) -> str:
     return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
-def _pipeline(serialized: str) -> dict[str, Any]:
-    """The serialized pipeline without its model's vocab and merges, which are most of it: as
-    Python objects they took longer to make than fastokens takes to load them (0.23 s of
-    Llama 3's), holding the GIL the background load is meant to leave to its caller.
-    tokenizers writes the model last and its vocab after its settings; any other layout is
-    parsed whole."""
-    model = serialized.find(',"model":{')
-    vocab = serialized.find(',"vocab":', model)
-    if model >= 0 and vocab >= 0:
-        try:
-            spec = json.loads(serialized[:vocab] + "}}")
-        except ValueError:
-            pass
-        else:
-            if isinstance(spec, dict) and isinstance(spec.get("model"), dict):
-                return spec  # type: ignore[no-any-return]
-    spec = json.loads(serialized)
-    if isinstance(spec.get("model"), dict):
-        spec["model"] = {key: value for key, value in spec["model"].items() if key not in ("vocab", "merges")}
-    return spec  # type: ignore[no-any-return]
-
-
-def _without_pre_tokenizer(serialized: str) -> str:
-    """The serialized pipeline without its pre-tokenizer. The model (vocab and merges, most of
-    it) is copied as text: parsed and written again, it held the GIL for 60 ms of Mistral's
-    32k-token vocabulary, time the background load takes from its caller. Any other layout
-    than tokenizers' (see :func:`_pipeline`) is parsed whole."""
-    model = serialized.find(',"model":{')
-    if model >= 0:
-        try:
-            head = json.loads(serialized[:model] + "}")
-        except ValueError:
-            head = None
-        if isinstance(head, dict) and "pre_tokenizer" in head:
-            head["pre_tokenizer"] = None
-            return json.dumps(head)[:-1] + serialized[model:]
-    return json.dumps({**json.loads(serialized), "pre_tokenizer": None})
-
-
 def _unsupported(spec: dict[str, Any], vocab: dict[str, int]) -> str | None:
     """Why the fast path cannot reproduce this pipeline's offsets, or ``None`` (``spec`` is the
-    :func:`_pipeline`, ``vocab`` the model's)."""
+    pipeline without its vocab, ``vocab`` the model's)."""
     model = spec.get("model") or {}
     if model.get("type") != "BPE":
         return "only BPE vocabularies are supported"
@@ -347,9 +309,11 @@ def _is_byte_level(pre_tokenizer: dict[str, Any] | None) -> bool:
     )
 
 
-def _build(spec: dict[str, Any], serialized: str, vocab: dict[str, int], backend: tokenizers.Tokenizer) -> FastEncoder:
-    """The fast path for the pipeline ``spec`` (``serialized`` is its JSON text, ``vocab`` the
-    model's tokens)."""
+def _build(
+    spec: dict[str, Any], text: str, split: serialized.Split | None, vocab: dict[str, int], backend: tokenizers.Tokenizer
+) -> FastEncoder:
+    """The fast path for the pipeline ``spec`` (``text`` is its JSON, cut at ``split``; ``vocab``
+    the model's tokens)."""
     import fastokens
     import numpy as np
 
@@ -358,14 +322,14 @@ def _build(spec: dict[str, Any], serialized: str, vocab: dict[str, int], backend
     if _is_metaspace(spec):
         # The Metaspace step is done before fastokens runs (FastEncoder._prepared); lengths are
         # then bytes of that text: ▁ is three, a byte-fallback token one.
-        fast = fastokens.Tokenizer.from_json_str(_without_pre_tokenizer(serialized))
+        fast = fastokens.Tokenizer.from_json_str(serialized.rewrite(text, split, {"pre_tokenizer": None}, {}))
         for token, index in vocab.items():
             lengths[index] = 1 if _BYTE_TOKEN.fullmatch(token) else len(token.encode("utf-8"))
         metaspace: tuple[str, ...] | None = tuple(token.content for token in added.values())
         missing = b""
     else:
         # As it is: fastokens parses it without holding the GIL.
-        fast = fastokens.Tokenizer.from_json_str(serialized)
+        fast = fastokens.Tokenizer.from_json_str(text)
         decode = _byte_decoder()
         outside = _outside_alphabet()
         for token, index in vocab.items():
