@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import warnings
 from typing import Any
 
@@ -333,9 +334,8 @@ def test_the_fast_path_can_load_on_a_thread_while_the_caller_goes_on() -> None:
     assert tokenizer._loading is None
 
 
-def test_tokenizers_encodes_while_the_fast_path_loads(monkeypatch: Any) -> None:
-    import threading
-
+def held_back_load(monkeypatch: Any) -> threading.Event:
+    """Fast paths built from now on wait for the event returned."""
     release = threading.Event()
     build = ChatTokenizer._build_fast
 
@@ -344,6 +344,11 @@ def test_tokenizers_encodes_while_the_fast_path_loads(monkeypatch: Any) -> None:
         return build(self)
 
     monkeypatch.setattr(ChatTokenizer, "_build_fast", slow_build)
+    return release
+
+
+def test_tokenizers_encodes_while_the_fast_path_loads(monkeypatch: Any) -> None:
+    release = held_back_load(monkeypatch)
     tokenizer = ChatTokenizer.from_model_dir(tokenizer_fixtures.llama3_bpe_dir())
     template = chatplate.load(str(tokenizer_fixtures.llama3_bpe_dir()), tokenizer=tokenizer)
     chats = [*HARD, *corpus_conversations()[:20]]
@@ -369,17 +374,9 @@ def test_prepare_renders_ahead_while_the_fast_path_loads_and_tokenizes_with_it(m
     """In one process, chunks are rendered while the fast path loads (up to READ_AHEAD_CHARS of
     text, then it waits) and tokenized once it is ready: every chunk by fastokens, the rows those
     of tokenizers."""
-    import threading
-
     from chatplate.training import pipeline
 
-    release = threading.Event()
-    build = ChatTokenizer._build_fast
-
-    def slow_build(self: ChatTokenizer) -> Any:
-        release.wait(30)
-        return build(self)
-
+    release = held_back_load(monkeypatch)
     rendered_while_loading = []
     render = pipeline._render_chunk
 
@@ -397,7 +394,6 @@ def test_prepare_renders_ahead_while_the_fast_path_loads_and_tokenizes_with_it(m
         engines_used.append(found is not None)
         return found
 
-    monkeypatch.setattr(ChatTokenizer, "_build_fast", slow_build)
     monkeypatch.setattr(ChatTokenizer, "fast_for", recording_fast_for)
     monkeypatch.setattr(pipeline, "_render_chunk", counting_render)
     if limit is not None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ChatplateError, InputError, MaskError, MissingDependencyError, TemplateError, TruncationError
 from ..errors import Fix, RecordError, RejectedRowsWarning, SingleProcessWarning
 from ..rendering import render_kwargs
-from ..tokens.encoder import RenderedExamples, encode_rendered_examples, render_examples
+from ..tokens.encoder import RenderedExamples, _cut, encode_rendered_examples, render_examples
 from .formats import to_example
 from .masks import MaskOptions
 from .outputs import COLUMNS, Columns, PackedRows, open_writer, output_kind
@@ -238,8 +238,6 @@ def encode_rendered_records(
     template: ChatTemplate, rendered: _RenderedRecords, settings: _Settings
 ) -> tuple[Columns, list[dict[str, Any]]]:
     """The second half of :func:`encode_records`: tokenize, truncate, and keep or reject each row."""
-    from ..tokens.encoder import _cut
-
     tokenizer = template.tokenizer
     encoded = encode_rendered_examples(rendered.rendered, tokenizer, sanitize_control_tokens=settings.sanitize_control_tokens,
                                        arrays=settings.arrays)
