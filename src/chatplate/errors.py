@@ -9,7 +9,8 @@
      │    ├── ToolSchemaError             a Python function that cannot become a tool schema
      │    ├── ContinuationError           continue_final_message cannot be honoured
      │    ├── TruncationError             a prompt cannot fit max_length (max_length, shortest)
-     │    └── RecordError                 a dataset record that is no conversation (reason, row)
+     │    ├── RecordError                 a dataset record that is no conversation (reason, row)
+     │    └── ResponseFormatError         a response format spec or response_template is invalid (key)
      ├── TemplateError                    the template itself failed
      │    ├── TemplateSyntaxError         does not compile (line, column, excerpt with a caret)
      │    ├── TemplateRuntimeError        failed while rendering (line)
@@ -56,6 +57,7 @@ __all__ = [
     "ContinuationError",
     "TruncationError",
     "RecordError",
+    "ResponseFormatError",
     "TemplateError",
     "TemplateSyntaxError",
     "TemplateRuntimeError",
@@ -185,6 +187,14 @@ class RecordError(InputError):
     reason: str | None = None
     row: int | None = None
     line: int | None = None
+
+
+class ResponseFormatError(InputError):
+    """A response format (a chatplate spec or a transformers ``response_template``) is invalid,
+    or a response cannot be parsed because no format is known. ``key`` names the spec entry at
+    fault, when there is one."""
+
+    key: str | None = None
 
 
 class TemplateError(ChatplateError):

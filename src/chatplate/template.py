@@ -22,6 +22,9 @@ from .tokens.tokenizer import ChatTokenizer
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .responses.formats import ResponseFormat
+    from .responses.stream import ResponseStream
+
 __all__ = ["ChatTemplate", "RenderResult"]
 
 Tool = Mapping[str, Any] | Callable[..., Any]
@@ -76,6 +79,7 @@ class ChatTemplate:
         tokenizer: TokenizerLike | None = None,
         limits: Limits | None = None,
         roles: Iterable[str] = (),
+        response_template: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(source, str):
             templates = {"default": source}
@@ -104,6 +108,9 @@ class ChatTemplate:
         # and rebuilt after unpickling (__reduce__ goes through __init__).
         self._read_names: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._warned_unused: set[str] = set()
+        # A transformers response_template (tokenizer_config.json), honoured over detection.
+        self.response_template = dict(response_template) if response_template is not None else None
+        self._response_formats: dict[Any, Any] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled templates do not pickle: worker processes get the sources and compile them
@@ -111,7 +118,8 @@ class ChatTemplate:
         return (
             _rebuild_template,
             (self.templates, self.bos_token, self.eos_token, self.special_tokens, self.origin,
-             self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits, self.roles),
+             self._tokenizer if self._tokenizer is not None else self._tokenizer_source, self.limits, self.roles,
+             self.response_template),
         )
 
     # What the template renders with lives on its renderer; these read it (and set it where a
@@ -401,6 +409,76 @@ class ChatTemplate:
         """
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    @property
+    def response_format(self) -> ResponseFormat:
+        """How this template writes an assistant turn, found from what it renders (see
+        ``chatplate.responses``); ``.name`` and ``.reason`` say what matched and why.
+
+        >>> load("qwen2.5").response_format.name
+        'hermes'
+        """
+        return self._response_format({})
+
+    def parse_response(
+        self,
+        response: str | Sequence[int],
+        *,
+        prefix: str | Sequence[int] | None = None,
+        tools: list[Any] | None = None,
+        reasoning_field: str = "reasoning_content",
+        **variables: Any,
+    ) -> dict[str, Any]:
+        """Turn what the model generated (text, or token ids with the attached tokenizer) into
+        the assistant message templates take: ``content``, reasoning, ``tool_calls``.
+
+        ``prefix`` is the prompt the response continues (text or ids); ``None`` means the
+        template's own generation prompt (rendered with ``variables``, such as
+        ``enable_thinking``). With ``tools``, untyped arguments are typed by the tools' schemas
+        and calls to unknown tools are flagged. The result is a dict with ``.calls`` (each call's
+        ``status`` and ``raw`` text), ``.stop`` and ``.trailing``.
+
+        >>> t = load("qwen2.5")
+        >>> t.parse_response('Let me check.<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call><|im_end|>')
+        {'role': 'assistant', 'content': 'Let me check.', 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'x': 1}}}]}
+        """
+        return self.response_parser(
+            prefix=prefix, tools=tools, reasoning_field=reasoning_field, **variables
+        ).parse(self._response_text(response, "response"))
+
+    def response_parser(
+        self,
+        *,
+        prefix: str | Sequence[int] | None = None,
+        tools: list[Any] | None = None,
+        reasoning_field: str = "reasoning_content",
+        **variables: Any,
+    ) -> ResponseStream:
+        """A streaming parser: ``feed(text_or_ids)`` returns events (reasoning and content
+        deltas, tool call started / arguments delta / done), ``finish()`` the message that
+        :meth:`parse_response` gives for the whole text.
+
+        >>> parser = load("qwen2.5").response_parser()
+        >>> [type(e).__name__ for e in parser.feed("Hi<tool_")]
+        ['ContentDelta']
+        >>> parser.finish()["content"]
+        'Hi<tool_'
+        """
+        from .responses.stream import ResponseStream
+
+        if self.response_template is not None:
+            from .responses.response_template import ResponseTemplate
+
+            spec = ResponseTemplate.from_dict(self.response_template)
+            text_prefix = self._response_text(prefix, "prefix") if prefix is not None else self._response_format(
+                variables).generation_prompt
+            return ResponseStream(spec.stream(prefix=text_prefix, tools=tools), self._tokenizer_for_stream())
+        from .responses.parser import ResponseParser
+
+        fmt = self._response_format(variables)
+        text_prefix = self._response_text(prefix, "prefix") if prefix is not None else fmt.generation_prompt
+        parser = ResponseParser(fmt, prefix=text_prefix, tools=tools, reasoning_field=reasoning_field)
+        return ResponseStream(parser, self._tokenizer_for_stream())
+
     def save(self, directory: str | PathLike[str]) -> list[Path]:
         """Write the templates as transformers 5 does (``chat_template.jinja`` and
         ``additional_chat_templates/NAME.jinja``), keeping the rest of ``tokenizer_config.json``.
@@ -413,6 +491,27 @@ class ChatTemplate:
         return save_templates(self, directory)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _response_format(self, variables: Mapping[str, Any]) -> ResponseFormat:
+        key = tuple(sorted((k, repr(v)) for k, v in variables.items()))
+        found = self._response_formats.get(key)
+        if found is None:
+            from .responses.detection import detect_format
+
+            found = self._response_formats[key] = detect_format(
+                self.render, source="\n".join(self.templates.values()), eos_token=self.eos_token, variables=variables
+            )
+        return found
+
+    def _response_text(self, value: Any, what: str) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Sequence) or hasattr(value, "tolist"):
+            return self.tokenizer.decode(value, skip_special_tokens=False)
+        raise InputError(f"{what}: expected text or a sequence of token ids, got {type(value).__name__}")
+
+    def _tokenizer_for_stream(self) -> ChatTokenizer | None:
+        return self.tokenizer if self.has_tokenizer else None
 
     def _warn_unused(self, tools: Any, names: AbstractSet[str], method: str) -> None:
         """Warn once per name about extra keywords the template picked for ``tools`` never reads.
@@ -457,11 +556,11 @@ def _keyword_parameters(method: str) -> frozenset[str]:
 
 def _rebuild_template(
     templates: dict[str, str], bos_token: Any, eos_token: Any, special_tokens: dict[str, str], origin: Any, tokenizer: Any,
-    limits: Limits, roles: frozenset[str],
+    limits: Limits, roles: frozenset[str], response_template: Mapping[str, Any] | None = None,
 ) -> ChatTemplate:
     return ChatTemplate(
         templates, bos_token, eos_token, special_tokens=special_tokens, origin=origin, tokenizer=tokenizer, limits=limits,
-        roles=roles,
+        roles=roles, response_template=response_template,
     )
 
 

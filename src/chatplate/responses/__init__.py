@@ -1,0 +1,35 @@
+"""Parsing what a model generates back into the assistant message a template renders.
+
+The format comes from the template (``detection``), as data (``formats``); one streaming state
+machine (``parser``) reads every format; tool calls keep a status and their raw text (``calls``).
+"""
+
+from .calls import ToolCall
+from .detection import detect_format
+from .events import (
+    ContentDelta,
+    ContentRetracted,
+    ReasoningDelta,
+    ResponseEvent,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+    ToolCallStarted,
+)
+from .formats import ResponseFormat
+from .parser import REASONING_FIELDS, AssistantMessage, ResponseParser
+
+__all__ = [
+    "AssistantMessage",
+    "ResponseParser",
+    "ResponseFormat",
+    "ToolCall",
+    "detect_format",
+    "REASONING_FIELDS",
+    "ReasoningDelta",
+    "ContentDelta",
+    "ContentRetracted",
+    "ToolCallStarted",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ResponseEvent",
+]
