@@ -162,7 +162,8 @@ _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
 def _coerce(raw: str, types: list[str]) -> Any:
     text = raw.strip()
-    for kind in types:
+    # A string type takes any text, so the other types of a union are tried first.
+    for kind in sorted(types, key=lambda kind: kind == "string"):
         if kind == "string":
             return raw
         if kind == "integer":

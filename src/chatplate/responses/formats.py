@@ -216,9 +216,11 @@ TOOL_CALL_SYNTAXES: tuple[ToolCallSyntax, ...] = (
                    close=("<|tool_call_end|>", "<|python_end|>")),
     # Cohere Command R+/A: <|START_ACTION|>[{"tool_name": ..., "parameters": ...}]<|END_ACTION|>
     ToolCallSyntax("cohere-action", ("<|START_ACTION|>",), (_JSON,), close=("<|END_ACTION|>",)),
-    # Jamba, Granite and other JSON lists after a marker.
-    ToolCallSyntax("json-tagged", ("<tool_calls>", "<|tool_call|>", "<function_call>"), (_JSON,),
+    # Jamba and other JSON lists between tags.
+    ToolCallSyntax("json-tagged", ("<tool_calls>", "<function_call>"), (_JSON,),
                    close=("</tool_calls>", "</function_call>")),
+    # Granite 3: a JSON list after <|tool_call|>, to the end of the turn.
+    ToolCallSyntax("granite", ("<|tool_call|>",), (_JSON,)),
     # Llama 4's template: the answer between <|python_start|> and <|python_end|>, then JSON calls.
     ToolCallSyntax("llama4-json", ("<|python_end|>",), (_JSON,), wrappers=("<|python_start|>",)),
     # Llama 3.1+: <|python_tag|>{...} (ends at the end of the turn).

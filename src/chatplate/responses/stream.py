@@ -75,7 +75,7 @@ class ResponseStream:
 
     def close(self) -> list[ResponseEvent]:
         """End the response; return the events its end completes (then ``finish()``)."""
-        events = self._parser.feed(self._decoder.flush()) if self._decoder is not None else []
+        events = self._flush()
         closing = getattr(self._parser, "close", None)
         if closing is not None:
             events += closing()
@@ -85,9 +85,12 @@ class ResponseStream:
 
     def finish(self) -> dict[str, Any]:
         """End the response and return the assistant message."""
-        if self._decoder is not None:
-            self._parser.feed(self._decoder.flush())
+        self._flush()
         return self._parser.finish()
+
+    def _flush(self) -> list[ResponseEvent]:
+        rest = self._decoder.flush() if self._decoder is not None else ""
+        return self._parser.feed(rest) if rest else []
 
     def parse(self, response: str) -> dict[str, Any]:
         """Parse a whole response: ``feed`` then ``finish``."""
