@@ -63,6 +63,8 @@ class Found:
     source: str | None = None
     # Where the tokenizer lives (a model directory or a tokenizer.json), loaded only to encode.
     tokenizer: str | None = None
+    # transformers' response_template (tokenizer_config.json): how to parse generated text.
+    response_template: dict[str, Any] | None = None
 
 
 # The readers build `Found`, so they are imported once it exists.
@@ -175,6 +177,7 @@ def _with_tokenizer(template: ChatTemplate, tokenizer: Any) -> ChatTemplate:
     return ChatTemplate(
         template.templates, template.bos_token, template.eos_token, special_tokens=template.special_tokens,
         origin=template.origin, tokenizer=tokenizer, limits=template.limits, roles=template.roles,
+        response_template=template.response_template,
     )
 
 
@@ -327,6 +330,7 @@ def _build(found: Found, name: str | None) -> ChatTemplate:
         special_tokens=found.special_tokens,
         origin=found.origin if name is None else f"{found.origin} [{name}]",
         tokenizer=found.tokenizer,
+        response_template=found.response_template,
     )
 
 
@@ -336,7 +340,8 @@ def _select(template: ChatTemplate, name: str) -> ChatTemplate:
     text = _pick_named(template.templates, name, template.origin or "the template", template.origin)
     origin = f"{template.origin} [{name}]" if template.origin else None
     return ChatTemplate(
-        text, template.bos_token, template.eos_token, special_tokens=template.special_tokens, origin=origin
+        text, template.bos_token, template.eos_token, special_tokens=template.special_tokens, origin=origin,
+        response_template=template.response_template,
     )
 
 

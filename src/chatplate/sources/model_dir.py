@@ -122,6 +122,8 @@ def read_model_dir(directory: str | os.PathLike[str], *, origin: str | None = No
             str(legacy_path),
         ],
     )
+    if config is not None:
+        found.response_template = _response_template(config, config_path)
     if (root / "tokenizer.json").is_file() or (root / "tokenizer.model").is_file():
         found.tokenizer = str(root)
     if not templates:
@@ -153,6 +155,7 @@ def read_json_file(path: str | os.PathLike[str]) -> Found:
         source=str(path),
         looked_for=[f"{path} (key 'chat_template')"],
     )
+    found.response_template = _response_template(data, path)
     if path.name == TOKENIZER_CONFIG_FILE and (path.parent / "tokenizer.json").is_file():
         found.tokenizer = str(path.parent)
     if not templates:
@@ -298,6 +301,19 @@ def _token_content(value: Any, *, lenient: bool) -> str | None:
     ):
         return value["content"]
     return None
+
+
+def _response_template(config: Mapping[str, Any], path: Path) -> dict[str, Any] | None:
+    """transformers' ``response_template`` key, checked when it is used (``parse_response``)."""
+    value = config.get("response_template")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise CorruptSourceError(
+            f"{path}: 'response_template' must be an object (a transformers response template), "
+            f"got {type(value).__name__}", path=str(path),
+        )
+    return value
 
 
 def _looks_like_tokenizer_config(data: Mapping[str, Any]) -> bool:
