@@ -12,7 +12,16 @@ import typer
 from typer.core import TyperCommand
 
 from ..sources.registry import DEFAULT_BUILTIN, list_builtins
-from .inputs import Request, load_template, parse_limits, parse_now, parse_variables, read_request
+from .inputs import (
+    Request,
+    load_template,
+    parse_limits,
+    parse_now,
+    parse_variables,
+    read_request,
+    read_text,
+    read_tools,
+)
 
 FileArg = Annotated[
     str,
@@ -61,6 +70,33 @@ DocumentsOpt = Annotated[Optional[str], typer.Option("--documents", metavar="FIL
 VarOpt = Annotated[
     Optional[list[str]],
     typer.Option("--var", metavar="KEY=JSON", help="Template variable (repeatable), e.g. enable_thinking=false."),
+]
+ResponseArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="FILE|-", help="The generated text (UTF-8, read verbatim); - or nothing reads standard input.", show_default=False
+    ),
+]
+SourceOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m",
+        help="The template the text was generated with: built-in name, .jinja file, model directory, "
+        "tokenizer_config.json, .gguf file or hub id.",
+    ),
+]
+PrefixOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--prefix", metavar="FILE",
+        help="The prompt the text continues, verbatim (default: the template's generation prompt, with --var).",
+    ),
+]
+ReasoningFieldOpt = Annotated[
+    Literal["reasoning_content", "reasoning", "thinking"],
+    typer.Option(
+        "--reasoning-field", metavar="FIELD", help="The message key the reasoning goes in: reasoning_content, reasoning or thinking."
+    ),
 ]
 NowOpt = Annotated[Optional[str], typer.Option("--now", metavar="TIME", help="Time strftime_now reports, ISO 8601 (default: now).")]
 
@@ -266,6 +302,68 @@ def build_app() -> typer.Typer:
         from .view import token_table
 
         Console(highlight=False).print(token_table(enc, request.messages, chat_template.tokenizer))
+
+    @command(cls=_Command)
+    def parse(
+        file: ResponseArg = "-",
+        model: SourceOpt = ...,  # type: ignore[assignment]
+        name: NameOpt = None,
+        revision: RevisionOpt = None,
+        fallback: FallbackOpt = None,
+        prefix: PrefixOpt = None,
+        tools: ToolsOpt = None,
+        reasoning_field: ReasoningFieldOpt = "reasoning_content",
+        var: VarOpt = None,
+        limit: LimitOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the message as one JSON object (see above).")] = False,
+    ) -> None:
+        """Parse generated text back into the assistant message: reasoning, content, tool calls.
+
+        The format (how the template writes reasoning and tool calls) is detected from the template. Without --json, a view for people: the format, the reasoning (dim), the content, each tool call with its arguments and status, and the stop marker.
+
+        --json prints the message a template takes (role, content, the reasoning field, tool_calls) plus one key "_parse": {"format": NAME, "format_reason": TEXT, "stop": MARKER or null, "trailing": TEXT after the stop, "reasoning_closed": BOOL, "calls": [{"name", "status", "error", "raw"}, ...]}, calls in the order of tool_calls.
+
+        A call's status is ok, invalid_json, invalid_syntax, malformed, unclosed, missing_name or unknown_tool (a name not in --tools). The exit status is 0 whenever the text was parsed, even when some calls are not ok: those are listed in one warning line on standard error.
+        """
+        # Options first: a usage mistake should not wait for (or consume) stdin.
+        variables = parse_variables(var or [])
+        for key, option in (("prefix", "--prefix"), ("tools", "--tools"), ("reasoning_field", "--reasoning-field")):
+            if key in variables:
+                raise typer.BadParameter(f"{key!r} is not a template variable here: use {option}", param_hint="--var")
+        if [file, prefix, tools].count("-") > 1:
+            raise typer.BadParameter("only one of FILE, --prefix and --tools can be - (standard input)")
+        limits = parse_limits(limit or [])
+        text = read_text(file, "response")
+        prefix_text = read_text(prefix, "prefix") if prefix is not None else None
+        schemas = read_tools(tools) if tools is not None else None
+        chat_template = load_template(model, name=name, revision=revision, fallback=fallback, limits=limits)
+        message: Any = chat_template.parse_response(
+            text, prefix=prefix_text, tools=schemas, reasoning_field=reasoning_field, **variables
+        )
+        calls = message.calls
+        if as_json:
+            report = {
+                "format": message.format.name, "format_reason": message.format.reason,
+                "stop": message.stop, "trailing": message.trailing, "reasoning_closed": message.reasoning_closed,
+                "calls": [{"name": c.name, "status": c.status, "error": c.error, "raw": c.raw} for c in calls],
+            }
+            sys.stdout.write(json.dumps({**message, "_parse": report}, ensure_ascii=False) + "\n")
+        else:
+            from rich.console import Console
+
+            from .view import response_view
+
+            console = Console(highlight=False)
+            view = response_view(message, reasoning_field=reasoning_field)
+            # Piped output is for reading back or diffing: no wrapping at 80 columns.
+            console.print(view, soft_wrap=not console.is_terminal)
+        sys.stdout.flush()
+        failed = [f"#{n} {c.name or '(no name)'} ({c.status})" for n, c in enumerate(calls, 1) if not c.ok]
+        if failed:
+            print(
+                f"chatplate: warning: {len(failed)} of {len(calls)} tool calls did not read cleanly: " + ", ".join(failed),
+                file=sys.stderr,
+            )
 
     @command(cls=_Command)
     def prepare(

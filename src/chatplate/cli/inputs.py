@@ -6,7 +6,6 @@ import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
@@ -31,18 +30,28 @@ class Request:
         return {"tools": self.tools, "documents": self.documents, **self.variables}
 
 
-def read_json(path: str, what: str) -> Any:
-    """Parse JSON from a file, or from stdin for ``-``; errors name the file, line and column."""
+def read_text(path: str, what: str) -> str:
+    """A file's text, or stdin's for ``-``, as UTF-8 and verbatim (no newline translation)."""
     label = "<stdin>" if path == "-" else path
     if path == "-" and sys.stdin.isatty():
         # Otherwise a bare `chatplate render` looks hung.
         print(f"chatplate: reading the {what} from standard input (end with Ctrl-D), or give a FILE", file=sys.stderr)
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path != "-":
+            with open(path, encoding="utf-8", newline="") as handle:
+                return handle.read()
+        buffer = getattr(sys.stdin, "buffer", None)  # bytes: the locale's encoding does not matter
+        return buffer.read().decode("utf-8") if buffer is not None else sys.stdin.read()
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {label}", path=label) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {what} file {label}: {exc}", path=label) from exc
+
+
+def read_json(path: str, what: str) -> Any:
+    """Parse JSON from a file, or from stdin for ``-``; errors name the file, line and column."""
+    label = "<stdin>" if path == "-" else path
+    text = read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -73,6 +82,15 @@ def read_request(
         request.documents = read_json(documents_file, "documents")
     request.variables = variables
     return request
+
+
+def read_tools(path: str) -> list[Any]:
+    """``--tools``: a JSON file (or stdin) holding a list of tool schemas."""
+    tools = read_json(path, "tools")
+    if not isinstance(tools, list):
+        label = "<stdin>" if path == "-" else path
+        raise InputError(f"{label}: expected a list of tool schemas, got {type(tools).__name__}", path=label)
+    return tools
 
 
 def parse_variables(assignments: list[str]) -> dict[str, Any]:

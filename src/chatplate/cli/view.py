@@ -242,3 +242,82 @@ def _spelling_tokens(ids: list[int], offsets: list[tuple[int, int]], text: str, 
             shown.add(spelled[0] if spelled else index)
         index = run
     return shown
+
+
+# -- a parsed response ----------------------------------------------------------------------------
+
+LABEL_STYLE = "bold"
+REASONING_STYLE = "dim"
+CALL_NAME_STYLE = "bold cyan"
+OK_STYLE = "green"
+NOT_OK_STYLE = "bold red"
+
+
+def response_view(message: Any, *, reasoning_field: str = "reasoning_content") -> Text:
+    """A parsed assistant message for a person: the format and why, the reasoning (dim), the content,
+    each tool call (name, status, arguments as JSON; the raw text when it did not read cleanly),
+    the stop marker and any text after it. Message text is shown as it is (indented two spaces)."""
+    import json
+
+    out = Text()
+
+    def label(name: str, note: str = "") -> None:
+        out.append(name, style=LABEL_STYLE)
+        if note:
+            out.append(f" {note}", style="dim")
+        out.append("\n")
+
+    def body(text: str, style: str = "") -> None:
+        for line in text.split("\n"):
+            out.append("  ")
+            out.append(line, style=style)
+            out.append("\n")
+
+    out.append("format ", style=LABEL_STYLE)
+    out.append(message.format.name, style="cyan")
+    out.append("\n")
+    if message.format.reason:
+        out.append(f"  {message.format.reason}\n", style="dim")
+    reasoning = message.get(reasoning_field)
+    if isinstance(reasoning, str):
+        label("reasoning", "" if message.reasoning_closed else "(not closed)")
+        body(reasoning, REASONING_STYLE)
+    content = message.get("content")
+    label("content", "" if content else "(empty)")
+    if content:
+        body(content if isinstance(content, str) else json.dumps(content, ensure_ascii=False))
+    calls = message.calls
+    if calls:
+        label(f"tool calls ({len(calls)})")
+    for number, call in enumerate(calls, 1):
+        out.append(f"  {number}. ")
+        out.append(call.name if call.name is not None else "(no name)", style=CALL_NAME_STYLE)
+        out.append("  ")
+        out.append(call.status, style=OK_STYLE if call.ok else NOT_OK_STYLE)
+        if call.error:
+            out.append(f": {call.error}", style="red")
+        if call.id is not None:
+            out.append(f"  id {call.id}", style="dim")
+        out.append("\n")
+        if isinstance(call.arguments, dict):
+            shown = json.dumps(call.arguments, ensure_ascii=False)
+            if len(shown) > 72:  # long arguments one key a line
+                shown = json.dumps(call.arguments, ensure_ascii=False, indent=2)
+        else:
+            shown = str(call.arguments)
+        for line in shown.split("\n"):
+            out.append(f"     {line}\n")
+        if not call.ok and call.raw and call.raw != shown:
+            out.append("     raw: ", style="dim")
+            out.append(call.raw)
+            out.append("\n")
+    stop = message.stop
+    out.append("stop ", style=LABEL_STYLE)
+    out.append(stop if stop is not None else "(none: the text ended)", style=CONTROL_STYLE if stop is not None else "dim")
+    trailing = message.trailing
+    if trailing:
+        out.append("\n")
+        label("trailing", "(after the stop, not part of the message)")
+        body(trailing, "dim")
+        out.right_crop(1)  # the last newline: print adds its own
+    return out

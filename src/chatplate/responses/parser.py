@@ -71,9 +71,11 @@ class AssistantMessage(dict):  # type: ignore[type-arg]
     - ``stop``: the stop marker that ended the turn, or ``None`` (the text simply ended).
     - ``trailing``: text after the stop marker (not part of the message).
     - ``reasoning_closed``: ``False`` when reasoning was still open when the turn ended.
+    - ``format``: the :class:`ResponseFormat` that parsed it (``.name``, ``.reason``).
     """
 
     calls: list[ToolCall]
+    format: ResponseFormat
     stop: str | None
     trailing: str
     reasoning_closed: bool
@@ -443,6 +445,7 @@ class ResponseParser:
         message.stop = self._stop
         message.trailing = "".join(self._trailing)
         message.reasoning_closed = self._reasoning_closed
+        message.format = self.format
         return message
 
 

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import InputError
+from .calls import ToolCall
 from .events import ResponseEvent
+from .formats import ResponseFormat
+from .parser import AssistantMessage
 
 __all__ = ["ResponseStream", "IncrementalDecoder"]
 
@@ -86,7 +89,7 @@ class ResponseStream:
     def finish(self) -> dict[str, Any]:
         """End the response and return the assistant message."""
         self._flush()
-        return self._parser.finish()
+        return _as_message(self._parser.finish())
 
     def _flush(self) -> list[ResponseEvent]:
         rest = self._decoder.flush() if self._decoder is not None else ""
@@ -96,3 +99,22 @@ class ResponseStream:
         """Parse a whole response: ``feed`` then ``finish``."""
         self.feed(response)
         return self.finish()
+
+
+# What a transformers response_template's parse is reported as.
+_RESPONSE_TEMPLATE = ResponseFormat("response_template", reason="the model's response_template (tokenizer_config.json), "
+                                    "parsed as transformers parses it")
+
+
+def _as_message(result: dict[str, Any]) -> AssistantMessage:
+    """A response_template's plain dict, with the attributes chatplate's own parse carries."""
+    if isinstance(result, AssistantMessage):
+        return result
+    message = AssistantMessage(result)
+    message.calls = [
+        ToolCall(call.get("function", call).get("name"), call.get("function", call).get("arguments", {}), call.get("id"))
+        for call in result.get("tool_calls") or () if isinstance(call, dict)
+    ]
+    message.stop, message.trailing, message.reasoning_closed = None, "", True
+    message.format = _RESPONSE_TEMPLATE
+    return message
