@@ -70,7 +70,9 @@ def tool_schemas(tools: Sequence[Any] | None) -> dict[str, Mapping[str, Any]] | 
     """Map tool names to their parameter schemas (``None`` when no tools were given)."""
     if tools is None:
         return None
-    from ..tools import get_json_schema  # tools.py imports jinja-free helpers only; kept lazy for import time
+    from ..tools import (
+        get_json_schema,  # tools.py imports jinja-free helpers only; kept lazy for import time
+    )
 
     out: dict[str, Mapping[str, Any]] = {}
     for tool in tools:

@@ -12,7 +12,7 @@ markers is parsed by the same syntax.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 __all__ = [
@@ -114,7 +114,6 @@ class ResponseFormat:
     reason: str = ""
     # The template's generation prompt, used as the prefix when the caller gives none.
     generation_prompt: str = ""
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_stops(self, stops: tuple[str, ...]) -> ResponseFormat:
         return replace(self, stops=stops)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from .calls import ToolCall, read_calls, tool_schemas
@@ -449,8 +450,10 @@ class ResponseParser:
         return message
 
 
+@lru_cache(maxsize=128)
 def _tables(fmt: ResponseFormat) -> dict[int, _Table]:
-    """The markers of each state, from the format."""
+    """The markers of each state, from the format (built once per format: parsers are made per
+    response, and this is most of making one)."""
     stops = {marker: _STOP for marker in fmt.stops}
     if fmt.channels is not None:
         ch = fmt.channels

@@ -252,12 +252,30 @@ def _node_prefixes(op: Any, av: Any, ascii_only: bool) -> str:
     return _node(op, av, None, ascii_only)  # zero-width: anchors, look-behinds, negative look-aheads
 
 
+def _behind(items: Any) -> int:
+    """How far before a match's start the pattern may look (1 for ``\\b`` and the like)."""
+    most = 0
+    for op, av in items:
+        if op in (_C.ASSERT, _C.ASSERT_NOT):
+            most = max(most, (av[1].getwidth()[1] if av[0] < 0 else 0) + _behind(av[1]))
+        elif op is _C.AT:
+            most = max(most, 1)
+        elif op is _C.BRANCH:
+            most = max([most, *(_behind(branch) for branch in av[1])])
+        elif op is _C.SUBPATTERN or op in _REPEATS:
+            most = max(most, _behind(av[-1]))
+        elif op is _ATOMIC:
+            most = max(most, _behind(av))
+    return most
+
+
 @functools.lru_cache(maxsize=256)
-def _compile(pattern: str, partial: bool = False) -> tuple[Any, Any]:
-    """``(matcher, prefixes)`` for a DOTALL pattern with regex's meaning of ``\\s``, ``\\w``, ``\\b``.
+def _compile(pattern: str, partial: bool = False) -> tuple[Any, Any, int | None]:
+    """``(matcher, prefixes, behind)`` for a DOTALL pattern with regex's ``\\s``, ``\\w`` and ``\\b``.
 
     ``prefixes`` (only with ``partial``) is the ``re`` pattern for cut-off matches; it is ``None``
-    when ``matcher`` is a ``regex`` pattern, which finds them itself. Raises ``ValueError``.
+    when ``matcher`` is a ``regex`` pattern, which finds them itself. ``behind`` bounds how much
+    text before the search position matters (``None``: unknown). Raises ``ValueError``.
     """
     try:
         parsed = _P.parse(pattern, re.DOTALL)
@@ -266,7 +284,7 @@ def _compile(pattern: str, partial: bool = False) -> tuple[Any, Any]:
         names = {number: name for name, number in parsed.state.groupdict.items()}
         matcher = re.compile(_seq(parsed, names, ascii_only), flags)
         prefixes = re.compile(f"(?:{_prefixes(parsed, ascii_only)})\\Z", flags) if partial else None
-        return matcher, prefixes
+        return matcher, prefixes, _behind(parsed)
     except (re.error, _Unsupported, RecursionError) as error:
         problem = error
     regex = _regex_module()
@@ -274,7 +292,7 @@ def _compile(pattern: str, partial: bool = False) -> tuple[Any, Any]:
         raise ValueError(f"{pattern!r} is not a pattern Python's re module can use ({problem}); if it is "
                          "written for the `regex` module (as transformers reads it), install `regex`")
     try:
-        return regex.compile(pattern, regex.DOTALL), None
+        return regex.compile(pattern, regex.DOTALL), None, None
     except regex.error as error:
         raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
 
@@ -285,8 +303,9 @@ class _Anchor:
 
     matcher: Any
     prefixes: Any  # the re pattern for cut-off matches, when there is one (see _compile)
-    literals: tuple[str, ...] | None
+    literals: tuple[str, ...] | None  # longest first
     can_extend: bool  # a literal is a strict prefix of another, so a match at the end may grow
+    behind: int | None  # text before the search position that can matter (None: any)
 
     def find(self, text: str, pos: int, partial: bool) -> Any:
         """The first complete match from ``pos`` (a match object); failing that, with ``partial``,
@@ -298,14 +317,10 @@ class _Anchor:
         m = self.matcher.search(text, pos)
         if m is not None or not partial:
             return m
-        if self.literals is None:
-            cut = self.prefixes.search(text, pos)
-            return None if cut is None else cut.start()
-        for start in range(max(pos, len(text) - max(map(len, self.literals)) + 1), len(text)):
-            tail = text[start:]
-            if any(literal.startswith(tail) for literal in self.literals):
-                return start
-        return None
+        if self.literals is not None:  # a cut-off literal starts within its length of the end
+            pos = max(pos, len(text) - len(self.literals[0]) + 1)
+        cut = self.prefixes.search(text, pos)
+        return None if cut is None else cut.start()
 
     def can_grow(self, m: Any, end: int) -> bool:
         """Whether more text could still change a complete match ending at ``end``."""
@@ -327,17 +342,18 @@ def _anchor(spec: dict, literal_key: str, pattern_key: str, where: str, key: str
         if "" in literals:
             raise ResponseFormatError(f"{where}: {literal_key!r} cannot be an empty string", key=key)
         longest_first = sorted(literals, key=len, reverse=True)  # the alternation prefers the longest
-        return _Anchor(re.compile("|".join(map(re.escape, longest_first))), None, tuple(longest_first),
-                       any(a != b and a.startswith(b) for a in literals for b in literals))
+        matcher, prefixes, _ = _compile("|".join(map(re.escape, longest_first)), partial)
+        return _Anchor(matcher, prefixes, tuple(longest_first),
+                       any(a != b and a.startswith(b) for a in literals for b in literals), 0)
     if pattern_key in spec:
         pattern = spec[pattern_key]
         if not isinstance(pattern, str):
             raise ResponseFormatError(f"{where}: {pattern_key!r} must be a string, got {pattern!r}", key=key)
         try:
-            matcher, prefixes = _compile(pattern, partial)
+            matcher, prefixes, behind = _compile(pattern, partial)
         except ValueError as error:
             raise ResponseFormatError(f"{where}: {pattern_key} {error}", key=key) from None
-        return _Anchor(matcher, prefixes, None, False)
+        return _Anchor(matcher, prefixes, None, False, behind)
     return None
 
 
@@ -539,6 +555,10 @@ class ResponseTemplate:
         self._idle_watch = [("open", f, f.open) for f in fields.values() if f.open is not None]
         if implicit is not None and fields[implicit].close is not None:
             self._idle_watch.append(("close", fields[implicit], fields[implicit].close))
+        # Settled text the anchors may still look back at (with a character to spare, so that a
+        # position after a cut is never mistaken for the start); None: keep it all.
+        behind = [a.behind for f in fields.values() for a in (f.open, f.close) if a is not None]
+        self._keep = None if None in behind else 1 + max(behind, default=0)
 
     @classmethod
     def from_dict(cls, spec: dict) -> ResponseTemplate:
@@ -668,12 +688,13 @@ class ResponseTemplateStream:
                  _events: bool = True) -> None:
         self._t = template
         self._properties = _tool_properties(tools)
-        self._text = ""
+        self._text = ""  # the text from self._cut on
+        self._cut = 0  # settled text dropped from the front (see ResponseTemplate._keep)
         self._pos = 0  # text before this is settled
         self._out: dict[str, Any] = copy.deepcopy(template._defaults)
         self._current = template._implicit  # the field being read; None: outside every field
         self._captures: dict[str, str] = {}
-        self._body = ""
+        self._body: list[str] = []
         self._opened = False  # the implicit field opens with its first character
         self._empty_open_at = -1
         self._events: list | None = [] if _events else None
@@ -691,6 +712,10 @@ class ResponseTemplateStream:
             raise RuntimeError("feed() after the response was finished")
         self._text += text
         self._advance(eos=False)
+        keep = self._t._keep
+        if keep is not None and self._pos - keep > max(4096, len(self._text) // 2):  # amortised: linear overall
+            drop = self._pos - keep
+            self._text, self._pos, self._cut = self._text[drop:], keep, self._cut + drop
         return self._take_events()
 
     def close(self) -> list:
@@ -737,12 +762,12 @@ class ResponseTemplateStream:
             self._pos = m.end()
             if kind == "open":
                 if m.start() == m.end():
-                    if self._empty_open_at == m.start():  # transformers loops forever here
+                    if self._empty_open_at == self._cut + m.start():  # transformers loops forever here
                         raise ResponseFormatError(f"the open anchor of field {field.name!r} and its close both "
                                                   "match empty text at the same place, endlessly", key=field.name)
-                    self._empty_open_at = m.start()
+                    self._empty_open_at = self._cut + m.start()
                 self._close()
-                self._current, self._opened, self._body = field.name, True, ""
+                self._current, self._opened, self._body = field.name, True, []
                 self._captures = {k: v for k, v in m.groupdict().items() if v is not None}
             else:
                 had_text = self._opened
@@ -787,7 +812,7 @@ class ResponseTemplateStream:
         if self._current is None:
             return
         self._opened = True
-        self._body += piece
+        self._body.append(piece)
         delta = self._t._fields[self._current].delta
         if delta is not None and self._events is not None:
             self._events.append(delta(piece))
@@ -795,7 +820,7 @@ class ResponseTemplateStream:
     def _close(self) -> None:
         """Store the current field's value; go back to the implicit field."""
         name, opened = self._current, self._opened
-        self._current, self._opened, self._body, body = self._t._implicit, False, "", self._body
+        self._current, self._opened, self._body, body = self._t._implicit, False, [], "".join(self._body)
         captures, self._captures = self._captures, {}
         if name is None or not opened:
             return
