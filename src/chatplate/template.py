@@ -414,7 +414,8 @@ class ChatTemplate:
         """How this template writes an assistant turn, found from what it renders (see
         ``chatplate.responses``); ``.name`` and ``.reason`` say what matched and why.
 
-        >>> load("qwen2.5").response_format.name
+        >>> import chatplate
+        >>> chatplate.load("qwen2.5").response_format.name
         'hermes'
         """
         return self._response_format({})
@@ -437,7 +438,8 @@ class ChatTemplate:
         and calls to unknown tools are flagged. The result is a dict with ``.calls`` (each call's
         ``status`` and ``raw`` text), ``.stop`` and ``.trailing``.
 
-        >>> t = load("qwen2.5")
+        >>> import chatplate
+        >>> t = chatplate.load("qwen2.5")
         >>> t.parse_response('Let me check.<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call><|im_end|>')
         {'role': 'assistant', 'content': 'Let me check.', 'tool_calls': [{'type': 'function', 'function': {'name': 'f', 'arguments': {'x': 1}}}]}
         """
@@ -457,7 +459,8 @@ class ChatTemplate:
         deltas, tool call started / arguments delta / done), ``finish()`` the message that
         :meth:`parse_response` gives for the whole text.
 
-        >>> parser = load("qwen2.5").response_parser()
+        >>> import chatplate
+        >>> parser = chatplate.load("qwen2.5").response_parser()
         >>> [type(e).__name__ for e in parser.feed("Hi<tool_")]
         ['ContentDelta']
         >>> parser.finish()["content"]
