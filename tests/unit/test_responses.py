@@ -91,6 +91,25 @@ FAMILIES = [
      "<|end_of_text|>", ("<|end_of_text|>",), None, [("get_weather", {"city": "Oslo"})], "", None),
     ("python-tag", None, "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}<|eom_id|>",
      ("<|eom_id|>",), None, [("get_weather", {"city": "Oslo"})], "", None),
+    ("invoke-xml", "dsml", "Sure.<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter "
+     "name=\"city\" string=\"true\">Oslo</｜DSML｜parameter>\n<｜DSML｜parameter name=\"days\" string=\"false\">2"
+     "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls><｜end▁of▁sentence｜>", ("<｜end▁of▁sentence｜>",),
+     None, [("get_weather", {"city": "Oslo", "days": 2})], "Sure.", None),
+    ("function-json", None, "Sure.<function=get_weather>{\"city\": \"Oslo\"}</function><|eom_id|>", ("<|eom_id|>",),
+     None, [("get_weather", {"city": "Oslo"})], "Sure.", None),
+    ("phi4", None, "<|tool_call|>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}<|/tool_call|><|end|>",
+     ("<|end|>",), None, [("get_weather", {"city": "Oslo"})], "", None),
+    ("json-tagged", "nemotron", "<TOOLCALL>[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]</TOOLCALL>",
+     (), None, [("get_weather", {"city": "Oslo"})], "", None),
+    ("json-tagged", "name-keyed", "<|tools_prefix|>[{\"get_weather\": {\"city\": \"Oslo\"}}]<|tools_suffix|>", (), None,
+     [("get_weather", {"city": "Oslo"})], "", None),
+    ("hunyuan-xml", None, "<think:opensource>plan</think:opensource>Sure.<tool_calls:opensource>\n<tool_call:opensource>"
+     "get_weather<tool_sep:opensource>\n<arg_key:opensource>city</arg_key:opensource>\n<arg_value:opensource>Oslo"
+     "</arg_value:opensource>\n</tool_call:opensource>\n</tool_calls:opensource>", (), "hunyuan-think",
+     [("get_weather", {"city": "Oslo"})], "Sure.", "plan"),
+    ("pythonic-tagged", "one a line", "<function_calls>\nget_weather(city='Oslo')\nget_weather(city='Rome', days=2)\n"
+     "</function_calls><|im_end|>", ("<|im_end|>",), None,
+     [("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Rome", "days": 2})], "", None),
     ("bare-json", None, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}<|eot_id|>",
      ("<|eot_id|>",), None, [("get_weather", {"city": "Oslo"})], "", None),
     ("bare-pythonic", None, "[get_weather(city='Oslo')]<|eot|>", ("<|eot|>",), None,
@@ -130,6 +149,14 @@ def test_kimi_id_names_the_function() -> None:
            "<|tool_call_end|><|tool_calls_section_end|>"
     call = parse(fmt(calls="kimi"), text)["tool_calls"][0]
     assert (call["id"], call["function"]["name"]) == ("functions.get_weather:3", "get_weather")
+
+
+def test_recipient_lines() -> None:
+    f = fmt(channels="recipient-lines", stops=("<|eot_id|>",))
+    text = "all\nLet me look.>>>get_weather\n{\"city\": \"Oslo\"}<|eot_id|>"
+    message = parse(f, text, prefix="<|start_header_id|>assistant<|end_header_id|>\n\n>>>")
+    assert message["content"] == "Let me look."
+    assert calls_of(message) == [("get_weather", {"city": "Oslo"})]
 
 
 class TestHarmony:

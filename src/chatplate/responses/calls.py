@@ -236,9 +236,14 @@ def _read_json(text: str, syntax: CallSyntax) -> list[ToolCall]:
             calls.append(_call_from_object(item, text[start:position]))
 
 
+_CALL_KEYS = frozenset(("name", "tool_name", "function", "arguments", "parameters"))
+
+
 def _call_from_object(item: Any, raw: str) -> ToolCall:
     if not isinstance(item, dict):
         return ToolCall(None, raw.strip(), raw=raw)._fail(MALFORMED, "a call must be a JSON object")
+    if len(item) == 1 and isinstance(next(iter(item.values())), dict) and not (_CALL_KEYS & set(item)):
+        item = {"name": next(iter(item)), "arguments": next(iter(item.values()))}  # {"NAME": {arguments}}
     function = item.get("function") if isinstance(item.get("function"), dict) else item
     name = next((function[k] for k in ("name", "tool_name") if isinstance(function.get(k), str)), None)
     arguments: Any = next((function[k] for k in ("arguments", "parameters") if k in function), {})
@@ -328,16 +333,22 @@ def _gemma_to_json(text: str) -> str:
 
 
 def _read_pythonic(text: str, syntax: CallSyntax) -> list[ToolCall]:
+    source = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval").body
+        tree = ast.parse(source, mode="eval").body
+        nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
     except SyntaxError as exc:
-        found = re.match(r"\s*\[?\s*([\w.]+)\s*\(", text)
-        return [ToolCall(found.group(1) if found else None, text.strip(), raw=text)._fail(
-            INVALID_SYNTAX, f"not a Python call list: {exc.msg}")]
-    nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+        try:  # one call a line, without brackets (OLMo 3)
+            nodes = [statement.value for statement in ast.parse(source).body if isinstance(statement, ast.Expr)]
+        except SyntaxError:
+            nodes = []
+        if not nodes:
+            found = re.match(r"\s*\[?\s*([\w.]+)\s*\(", text)
+            return [ToolCall(found.group(1) if found else None, source, raw=text)._fail(
+                INVALID_SYNTAX, f"not a Python call list: {exc.msg}")]
     calls = []
     for node in nodes:
-        raw = ast.get_source_segment(text.strip(), node) or ""
+        raw = ast.get_source_segment(source, node) or ""
         if not isinstance(node, ast.Call) or _dotted(node.func) is None:
             calls.append(ToolCall(None, raw, raw=raw)._fail(MALFORMED, "not a function call"))
             continue

@@ -10,6 +10,7 @@ detected the same way.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,12 +76,19 @@ def probe_turns(render: Render, **variables: Any) -> dict[str, ProbeTurn]:
     turns: dict[str, ProbeTurn] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            prompt = render(user, tools=PROBE_TOOLS, add_generation_prompt=True, **variables)
-        except Exception:  # noqa: BLE001 - a template that cannot take the probe has no detectable format
+        # OpenAI-shaped tools first; some templates read bare function objects.
+        for tools in (PROBE_TOOLS, [tool["function"] for tool in PROBE_TOOLS]):
+            try:
+                prompt = render(user, tools=tools, add_generation_prompt=True, **variables)
+                break
+            except Exception:  # noqa: BLE001 - a template that cannot take the probe has no detectable format
+                continue
+        else:
             return turns
-        for style in _ID_STYLES:
-            calls = [_call(name, args, style(name, i)) for i, (name, args) in enumerate(_CALLS)]
+        # Some templates concatenate the arguments as a string: JSON text is the second try.
+        for style, as_text in ((style, as_text) for as_text in (False, True) for style in _ID_STYLES):
+            calls = [_call(name, json.dumps(args) if as_text else args, style(name, i))
+                     for i, (name, args) in enumerate(_CALLS)]
             kinds.update({
                 "call": {"content": CONTENT, "tool_calls": calls[:1]},
                 "calls": {"content": CONTENT, "tool_calls": calls},
@@ -92,7 +100,7 @@ def probe_turns(render: Render, **variables: Any) -> dict[str, ProbeTurn]:
                     continue
                 message = {"role": "assistant", **fields}
                 try:
-                    whole = render(user + [message], tools=PROBE_TOOLS, **variables)
+                    whole = render(user + [message], tools=tools, **variables)
                 except Exception:  # noqa: BLE001 - templates refuse some shapes (content with thinking and calls)
                     continue
                 start = _turn_start(prompt, whole)
@@ -128,11 +136,13 @@ def detect_format(
     reasons = [f"stops {', '.join(stops) or 'none'} (what ends the probe's answer)"]
 
     for channels in CHANNEL_SYNTAXES:
-        if not any(channels.message in turn.response for turn in turns.values()):
+        if not any(channels.start in turn.prefix[-100:] + turn.response for turn in turns.values()):
             continue
         candidate = _replace(base, name=channels.name, channels=channels)
         recovered = [kind for kind, turn in turns.items() if _recovers(candidate, turn)]
-        if "plain" in recovered and len(recovered) > 1:
+        # Channels must explain more than the answer: reasoning or calls the turns show.
+        shows_more = any(set(displayed(turns[kind].message, turns[kind].response)) - {"content"} for kind in recovered)
+        if "plain" in recovered and shows_more:
             reasons.insert(0, f"channels {channels.name}: parsed back the probe turns {', '.join(recovered)}")
             return _replace(candidate, reason="; ".join(reasons))
 
@@ -198,13 +208,23 @@ def _replace(fmt: ResponseFormat, **changes: Any) -> ResponseFormat:
 
 
 def _stops(turns: Mapping[str, ProbeTurn], eos_token: str | None) -> tuple[str, ...]:
+    """What ends a turn: the marker after the answer of a turn that has nothing else after it.
+
+    In a turn with tool calls the answer may come first, so there the marker counts only when
+    the turn ends with it (Gemma 4's ``<|tool_response>``); what opens an unknown call syntax is
+    never taken for a stop, so its calls stay in the content rather than vanish.
+    """
     stops: list[str] = []
     for turn in turns.values():
         content = turn.message.get("content")
         if content and content in turn.response:
-            marker = _first_marker(turn.response[turn.response.rindex(content) + len(content):])
-            if marker and marker not in _OPENERS:
-                stops.append(marker)
+            rest = turn.response[turn.response.rindex(content) + len(content):]
+            marker = _first_marker(rest)
+            if not marker or marker in _OPENERS:
+                continue
+            if "tool_calls" in turn.message and rest.strip() != marker:
+                continue
+            stops.append(marker)
     if eos_token:
         stops.append(eos_token)
     return tuple(dict.fromkeys(stops))
@@ -247,7 +267,8 @@ def displayed(message: Mapping[str, Any], response: str) -> dict[str, Any]:
         out["reasoning"] = reasoning
     calls = [c["function"] for c in message.get("tool_calls") or () if c["function"]["name"] in response]
     if calls:
-        out["calls"] = [(c["name"], c["arguments"]) for c in calls]
+        out["calls"] = [(c["name"], json.loads(c["arguments"]) if isinstance(c["arguments"], str) else c["arguments"])
+                        for c in calls]
     return out
 
 

@@ -123,10 +123,12 @@ class ResponseFormat:
 _XML_FUNCTION = r'<function(?:=|\s+name=")(?P<name>[^">\n]+)"?\s*>(?P<args>.*?)</function>'
 _XML_PARAMETER = r'<parameter(?:=|\s+name=")(?P<key>[^">\n]+)"?(?:\s+\w+="[^"]*")*\s*>(?P<value>.*?)</parameter>'
 _JSON = CallSyntax("json")
+# <invoke>, also namespaced: <minimax:invoke>, <atem:invoke>, DeepSeek V3.2's <｜DSML｜invoke>.
+_NS = r"(?P<ns>\w+:|｜DSML｜)?"
 _INVOKE = CallSyntax(
-    "pattern", r'<(?P<ns>\w+:)?invoke\s+name="(?P<name>[^"]+)"\s*>(?P<args>.*?)</(?P=ns)?invoke>',
-    "xml", r'<(?P<ns>\w+:)?parameter\s+name="(?P<key>[^"]+)"[^>]*>(?P<value>.*?)</(?P=ns)?parameter>',
-    r'\s*<(?:\w+:)?invoke\s+name="(?P<name>[^"]+)"',
+    "pattern", rf'<{_NS}invoke\s+name="(?P<name>[^"]+)"\s*>(?P<args>.*?)</(?P=ns)?invoke>',
+    "xml", rf'<{_NS}parameter\s+name="(?P<key>[^"]+)"[^>]*>(?P<value>.*?)</(?P=ns)?parameter>',
+    r'\s*<(?:\w+:|｜DSML｜)?invoke\s+name="(?P<name>[^"]+)"',
 )
 
 
@@ -136,6 +138,7 @@ REASONING_SYNTAXES: tuple[ReasoningSyntax, ...] = (
     ReasoningSyntax("cohere-thinking", "<|START_THINKING|>", "<|END_THINKING|>"),
     ReasoningSyntax("gemma-thought", "<|channel>thought", "<channel|>"),
     ReasoningSyntax("seed-think", "<seed:think>", "</seed:think>"),
+    ReasoningSyntax("hunyuan-think", "<think:opensource>", "</think:opensource>"),
 )
 
 TOOL_CALL_SYNTAXES: tuple[ToolCallSyntax, ...] = (
@@ -164,9 +167,9 @@ TOOL_CALL_SYNTAXES: tuple[ToolCallSyntax, ...] = (
     ),
     # MiniMax M2 and other <invoke name="N"><parameter name="K">V</parameter></invoke> blocks.
     ToolCallSyntax(
-        "invoke-xml", ("<minimax:tool_call>", "<atem:function_calls>", "<function_calls>"),
+        "invoke-xml", ("<minimax:tool_call>", "<atem:function_calls>", "<｜DSML｜function_calls>", "<function_calls>"),
         (_INVOKE,),
-        close=("</minimax:tool_call>", "</atem:function_calls>", "</function_calls>"),
+        close=("</minimax:tool_call>", "</atem:function_calls>", "</｜DSML｜function_calls>", "</function_calls>"),
     ),
     # Mistral: [TOOL_CALLS]NAME[CALL_ID]ID[ARGS]{...} (v11+), or the older [TOOL_CALLS][{...}, ...].
     ToolCallSyntax(
@@ -210,16 +213,33 @@ TOOL_CALL_SYNTAXES: tuple[ToolCallSyntax, ...] = (
                     name_at_start=r"\s*call:(?P<name>[^{\s]+)\{"),),
         close=("<tool_call|>",),
     ),
-    # LFM2, Llama 4 style pythonic lists between markers.
-    ToolCallSyntax("pythonic-tagged", ("<|tool_call_start|>", "<|python_start|>"), (CallSyntax("pythonic"),),
-                   close=("<|tool_call_end|>", "<|python_end|>")),
+    # LFM2, Llama 4, OLMo 3: pythonic lists (or JSON) between markers.
+    ToolCallSyntax("pythonic-tagged", ("<|tool_call_start|>", "<|python_start|>", "<function_calls>"),
+                   (CallSyntax("pythonic"), _JSON), close=("<|tool_call_end|>", "<|python_end|>", "</function_calls>")),
+    # Functionary v3.1: <function=NAME>{...}</function>
+    ToolCallSyntax("function-json", ("<function=",), (CallSyntax(
+        "pattern", r"(?P<name>[^>\s]+)>(?P<args>.*)", name_at_start=r"(?P<name>[^>\s]+)>"),), close=("</function>",)),
     # Cohere Command R+/A: <|START_ACTION|>[{"tool_name": ..., "parameters": ...}]<|END_ACTION|>
     ToolCallSyntax("cohere-action", ("<|START_ACTION|>",), (_JSON,), close=("<|END_ACTION|>",)),
-    # Jamba and other JSON lists between tags.
-    ToolCallSyntax("json-tagged", ("<tool_calls>", "<function_call>"), (_JSON,),
-                   close=("</tool_calls>", "</function_call>")),
+    # Jamba, Nemotron Nano 2, InternLM 2, Apertus and other JSON between tags.
+    ToolCallSyntax("json-tagged", ("<tool_calls>", "<function_call>", "<TOOLCALL>", "<|action_start|><|plugin|>",
+                                   "<|tools_prefix|>"), (_JSON,),
+                   close=("</tool_calls>", "</function_call>", "</TOOLCALL>", "<|action_end|>", "<|tools_suffix|>")),
+    # Phi-4-mini: <|tool_call|>{...}<|/tool_call|>
+    ToolCallSyntax("phi4", ("<|tool_call|>",), (_JSON,), close=("<|/tool_call|>",)),
     # Granite 3: a JSON list after <|tool_call|>, to the end of the turn.
     ToolCallSyntax("granite", ("<|tool_call|>",), (_JSON,)),
+    # Hunyuan: GLM-like arguments in tags with an :opensource suffix.
+    ToolCallSyntax(
+        "hunyuan-xml", ("<tool_call:opensource>",),
+        (CallSyntax(
+            "pattern", r"\s*(?P<name>[^\s<>]+)\s*<tool_sep:opensource>(?P<args>.*)", "xml",
+            r"<arg_key:opensource>(?P<key>.*?)</arg_key:opensource>\s*<arg_value:opensource>(?P<value>.*?)"
+            r"</arg_value:opensource>", r"\s*(?P<name>[^\s<>]+)\s*<",
+        ),),
+        close=("</tool_call:opensource>",),
+        section=("<tool_calls:opensource>", "</tool_calls:opensource>"),
+    ),
     # Llama 4's template: the answer between <|python_start|> and <|python_end|>, then JSON calls.
     ToolCallSyntax("llama4-json", ("<|python_end|>",), (_JSON,), wrappers=("<|python_start|>",)),
     # Llama 3.1+: <|python_tag|>{...} (ends at the end of the turn).
@@ -230,6 +250,11 @@ TOOL_CALL_SYNTAXES: tuple[ToolCallSyntax, ...] = (
 )
 
 CHANNEL_SYNTAXES: tuple[ChannelSyntax, ...] = (
+    # Functionary v3.2: >>>RECIPIENT, a line; "all" is the answer, a function name a call.
+    ChannelSyntax(
+        "recipient-lines", ">>>", "\n", (), reasoning=r"(?!)", call=r"^\s*(?!all\s*$)(?P<name>[^\s>]+)\s*$",
+        body=CallSyntax("pattern", r"(?P<args>.+)"),
+    ),
     # gpt-oss harmony: <|channel|>analysis / commentary to=functions.N / final.
     ChannelSyntax(
         "harmony", "<|start|>", "<|message|>", ("<|end|>", "<|call|>", "<|return|>"),

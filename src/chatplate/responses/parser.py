@@ -28,7 +28,7 @@ Rules for the ambiguous cases, whatever the format:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -509,21 +509,12 @@ def _current_turn(prefix: str, fmt: ResponseFormat) -> str:
     return prefix[cut:]
 
 
+# A control marker: <|im_end|>, </s>, <｜end▁of▁sentence｜>, [/INST], [|endofturn|]; no spaces,
+# quotes or brackets inside (so `[f(city="x")]` is no marker).
+_MARKER = re.compile(r"\s*(<[^<>\s\"'()\[\]{}]{1,40}>|\[[^\[\]\s\"'()<>{}]{1,40}\])")
+
+
 def _first_marker(text: str) -> str:
-    """The control marker a piece of template text starts with (``<|im_end|>``, ``[/INST]``)."""
-    stripped = text.lstrip()
-    if stripped and stripped[0] in "<[":
-        closer = ">" if stripped[0] == "<" else "]"
-        end = stripped.find(closer)
-        if 0 < end <= 40:
-            return stripped[:end + 1]
-    return ""
-
-
-def parse_events(parser: ResponseParser, chunks: Iterable[str]) -> tuple[AssistantMessage, list[ResponseEvent]]:
-    """Feed ``chunks`` and finish; return the message and every event (a test and CLI helper)."""
-    events: list[ResponseEvent] = []
-    for chunk in chunks:
-        events += parser.feed(chunk)
-    events += parser.close()
-    return parser.finish(), events
+    """The control marker a piece of template text starts with, or ``""``."""
+    found = _MARKER.match(text)
+    return found.group(1) if found else ""

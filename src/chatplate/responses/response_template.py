@@ -4,20 +4,12 @@
 5.23's ``tokenizer.parse_response`` returns for a tokenizer with that ``response_template``;
 ``stream()`` reads the same text as it arrives and reports chatplate events.
 
-A spec names fields (``content``, ``reasoning_content``, ``tool_calls``...), each a region of the
-text between an open and a close anchor (literals or regular expressions), read by a content
-parser (``text``, ``int``, ``float``, ``bool``, ``json``, ``xml-inline``, ``kv-lines``) and
-optionally reshaped by a ``transform``. At most one field has no open anchor: it takes the text
-outside every other region. ``start_anchor`` marks where the assistant message begins in the
-prompt, whose tail (a prefilled ``<think>``, say) is read before the response.
-
 transformers matches anchors with the third-party ``regex`` module, whose partial matching tells
-which text may still turn into an anchor and must be held back. Here the standard ``re`` does the
-matching: each anchor also gets a pattern for every prefix of what it matches, so a match cut off
-by the end of the text is found by ``re`` too. ``\\s``, ``\\w`` and ``\\b`` are rewritten to
-``regex``'s definitions (``re``'s ``\\s`` also takes ``\\x1c``-``\\x1f``; its ``\\w`` takes ``²``
-but not combining marks). A pattern ``re`` cannot compile is handed to ``regex`` when it is
-installed.
+which text may still become an anchor and must be held back. Here the standard ``re`` matches:
+each anchor also gets a pattern for every prefix of what it matches, which finds a match cut off
+by the end of the text. ``\\s``, ``\\w`` and ``\\b`` are rewritten to ``regex``'s definitions (``re``'s
+``\\s`` also takes ``\\x1c``-``\\x1f``; its ``\\w`` takes ``²`` but not combining marks). A pattern
+``re`` cannot compile is left to ``regex`` when that is installed.
 
 >>> qwen = ResponseTemplate.from_dict({
 ...     "start_anchor": "<|im_start|>assistant\\n",
@@ -302,25 +294,29 @@ class _Anchor:
     """An open/close/start anchor: a compiled pattern and how to find a match cut off by the end."""
 
     matcher: Any
-    prefixes: Any  # the re pattern for cut-off matches, when there is one (see _compile)
+    prefixes: Any  # re pattern (with \\Z) for the text left from where a cut-off match starts
     literals: tuple[str, ...] | None  # longest first
     can_extend: bool  # a literal is a strict prefix of another, so a match at the end may grow
     behind: int | None  # text before the search position that can matter (None: any)
 
-    def find(self, text: str, pos: int, partial: bool) -> Any:
-        """The first complete match from ``pos`` (a match object); failing that, with ``partial``,
-        where the earliest match cut off by the end of ``text`` starts (an int); else None.
-        A complete match anywhere wins over an earlier cut-off one, as in regex."""
-        if not isinstance(self.matcher, re.Pattern):  # a `regex` pattern: it finds cut-off matches itself
+    def search(self, text: str, pos: int, partial: bool) -> tuple[Any, int | None]:
+        """The first complete match from ``pos`` (or None) and, with ``partial``, where the first
+        match that the end of ``text`` may have cut short starts (or None).
+
+        regex reports a cut-off match only when there is no complete one, so transformers may
+        settle text that more input turns into an anchor (``<end>|\\Z`` never holds ``<en``); a
+        stream would then read differently from the whole text. Here both are looked for, except
+        with a pattern only ``regex`` can read."""
+        if not isinstance(self.matcher, re.Pattern):
             m = self.matcher.search(text, pos, partial=partial)
-            return m.start() if m is not None and m.partial else m
+            return (None, m.start()) if m is not None and m.partial else (m, None)
         m = self.matcher.search(text, pos)
-        if m is not None or not partial:
-            return m
+        if not partial or self.prefixes is None:
+            return m, None
         if self.literals is not None:  # a cut-off literal starts within its length of the end
             pos = max(pos, len(text) - len(self.literals[0]) + 1)
         cut = self.prefixes.search(text, pos)
-        return None if cut is None else cut.start()
+        return m, None if cut is None else cut.start()
 
     def can_grow(self, m: Any, end: int) -> bool:
         """Whether more text could still change a complete match ending at ``end``."""
@@ -342,7 +338,10 @@ def _anchor(spec: dict, literal_key: str, pattern_key: str, where: str, key: str
         if "" in literals:
             raise ResponseFormatError(f"{where}: {literal_key!r} cannot be an empty string", key=key)
         longest_first = sorted(literals, key=len, reverse=True)  # the alternation prefers the longest
-        matcher, prefixes, _ = _compile("|".join(map(re.escape, longest_first)), partial)
+        matcher = re.compile("|".join(map(re.escape, longest_first)))
+        # Cut short: a proper prefix (a whole literal is a complete match, final unless can_extend).
+        cut = sorted({s[:n] for s in literals for n in range(1, len(s))}, key=len, reverse=True)
+        prefixes = re.compile("(?:" + "|".join(map(re.escape, cut)) + ")\\Z") if cut and partial else None
         return _Anchor(matcher, prefixes, tuple(longest_first),
                        any(a != b and a.startswith(b) for a in literals for b in literals), 0)
     if pattern_key in spec:
@@ -597,7 +596,9 @@ class ResponseTemplate:
         Raises :class:`ResponseFormatError` where transformers raises (a region that does not parse,
         a required field missing)."""
         stream = ResponseTemplateStream(self, prefix, tools, _events=False)
-        stream.feed(text)
+        # transformers feeds the text, then ends it; ending it at once reads the same, as the
+        # end only lets more matches settle, and skips looking for cut-off ones.
+        stream._text += text
         return stream.finish()
 
     def stream(self, *, prefix: str = "", tools: list | None = None) -> ResponseTemplateStream:
@@ -697,6 +698,7 @@ class ResponseTemplateStream:
         self._body: list[str] = []
         self._opened = False  # the implicit field opens with its first character
         self._empty_open_at = -1
+        self._found: dict[int, tuple] = {}  # id(anchor) -> (pos, match, cut), for this text
         self._events: list | None = [] if _events else None
         self._message: dict | None = None
         self._failure: BaseException | None = None
@@ -711,6 +713,7 @@ class ResponseTemplateStream:
         if self._message is not None or self._failure is not None:
             raise RuntimeError("feed() after the response was finished")
         self._text += text
+        self._found.clear()
         self._advance(eos=False)
         keep = self._t._keep
         if keep is not None and self._pos - keep > max(4096, len(self._text) // 2):  # amortised: linear overall
@@ -722,6 +725,7 @@ class ResponseTemplateStream:
         """End the response; return the events its end completes."""
         if self._message is None and self._failure is None:
             try:
+                self._found.clear()
                 self._advance(eos=True)
                 if missing := [n for n, f in self._t._fields.items() if not f.optional and n not in self._out]:
                     raise ResponseFormatError(f"the response has no {missing} (required by the response_template)",
@@ -779,8 +783,8 @@ class ResponseTemplateStream:
         """The anchor to act on now, if any, and where held-back text starts.
 
         The earliest complete match wins (the longest on a tie, opens before closes). Before the
-        end, a match cut off by the end of the text, or one ending there that more text could
-        extend, holds back everything from its start, and nothing from there on is acted on."""
+        end, a match the end of the text may have cut short, or one ending there that more text
+        could extend, holds back everything from its start, and nothing from there on is acted on."""
         text, pos = self._text, self._pos
         if self._current is not None and self._current != self._t._implicit:
             field = self._t._fields[self._current]
@@ -789,17 +793,22 @@ class ResponseTemplateStream:
             watch = self._t._idle_watch
         hold, best, best_key = len(text), None, None
         for kind, field, anchor in watch:
-            found = anchor.find(text, pos, partial=not eos)
-            if found is None:
+            # Within one piece of text a search from an earlier position still holds if what it
+            # found is not behind us: a whole response fed at once is searched once per anchor.
+            at, m, cut = self._found.get(id(anchor), (len(text) + 1, None, None))
+            if at > pos or (m is not None and m.start() < pos) or (cut is not None and cut < pos):
+                m, cut = anchor.search(text, pos, partial=not eos)
+                self._found[id(anchor)] = (pos, m, cut)
+            if cut is not None:
+                hold = min(hold, cut)
+            if m is None:
                 continue
-            if isinstance(found, int):
-                hold = min(hold, found)
-            elif not eos and anchor.can_grow(found, len(text)):
-                hold = min(hold, found.start())
+            if not eos and anchor.can_grow(m, len(text)):
+                hold = min(hold, m.start())
             else:
-                key = (found.start(), found.start() - found.end(), kind != "open", field.name)
+                key = (m.start(), m.start() - m.end(), kind != "open", field.name)
                 if best_key is None or key < best_key:
-                    best_key, best = key, (kind, field, found)
+                    best_key, best = key, (kind, field, m)
         if best is not None and best[2].start() >= hold:
             best = None
         return best, hold
