@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ..tools import get_json_schema
 from .formats import CallSyntax
 
-__all__ = ["ToolCall", "CallStatus", "read_calls", "coerce_arguments", "tool_schemas"]
+__all__ = ["ToolCall", "CallStatus", "read_calls", "coerce_arguments", "coerce_value", "schema_types", "tool_schemas"]
 
 # The statuses, in the order a call is judged (the first that applies is reported).
 CallStatus = str
@@ -70,10 +72,6 @@ def tool_schemas(tools: Sequence[Any] | None) -> dict[str, Mapping[str, Any]] | 
     """Map tool names to their parameter schemas (``None`` when no tools were given)."""
     if tools is None:
         return None
-    from ..tools import (
-        get_json_schema,  # tools.py imports jinja-free helpers only; kept lazy for import time
-    )
-
     out: dict[str, Mapping[str, Any]] = {}
     for tool in tools:
         schema = get_json_schema(tool) if callable(tool) else tool
@@ -140,63 +138,56 @@ def coerce_arguments(arguments: dict[str, str], schema: Mapping[str, Any] | None
     out: dict[str, Any] = {}
     for key, raw in arguments.items():
         spec = properties.get(key) if isinstance(properties, Mapping) else None
-        out[key] = _coerce(raw, _types(spec)) if spec is not None else _literal(raw)
+        out[key] = coerce_value(raw, schema_types(spec)) if spec is not None else _literal(raw)
     return out
 
 
-def _types(spec: Any) -> list[str]:
+def schema_types(spec: Any) -> list[str]:
+    """The JSON types a parameter schema allows, in order (``anyOf``/``oneOf`` flattened,
+    ``nullable`` adding ``null``), as transformers reads them."""
     if not isinstance(spec, Mapping):
         return []
     declared = spec.get("type")
     types = [declared] if isinstance(declared, str) else [t for t in declared or () if isinstance(t, str)]
     for key in ("anyOf", "oneOf"):
         for choice in spec.get(key) or ():
-            types += _types(choice)
-    if spec.get("nullable"):
+            types += schema_types(choice)
+    if spec.get("nullable") and "null" not in types:
         types.append("null")
-    if "enum" in spec and not types:
-        types = ["string"]
     return types
 
 
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
 
-def _coerce(raw: str, types: list[str]) -> Any:
-    text = raw.strip()
-    # A string type takes any text, so the other types of a union are tried first.
-    for kind in sorted(types, key=lambda kind: kind == "string"):
-        if kind == "string":
-            return raw
-        if kind == "integer":
-            try:
-                return int(text)
-            except ValueError:
+def coerce_value(raw: str, types: Sequence[str]) -> Any:
+    """``raw`` as the first of ``types`` it reads as (a ``string`` type takes it last, so
+    ``["string", "null"]`` still reads ``null``); ``raw`` itself if none does. The rules are
+    transformers' (``3.0`` is an integer, no NaN, ``True``/``1`` are booleans)."""
+    for kind in types:
+        try:
+            if kind == "integer":
                 try:
-                    number = float(text)
+                    return int(raw)
                 except ValueError:
-                    continue
-                if number.is_integer():
-                    return int(number)
-        elif kind == "number":
-            try:
-                number = float(text)
-            except ValueError:
-                continue
-            if number == number and number not in (float("inf"), float("-inf")):
-                return int(number) if number.is_integer() and not any(c in text for c in ".eE") else number
-        elif kind == "boolean" and text.lower() in _BOOLEANS:
-            return _BOOLEANS[text.lower()]
-        elif kind == "null" and text in ("null", "None", ""):
-            return None
-        elif kind in ("object", "array"):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(value, dict if kind == "object" else list):
-                return value
-    return raw if types else _literal(raw)
+                    number = float(raw)
+                    if number.is_integer():
+                        return int(number)
+            elif kind == "number":
+                number = float(raw)
+                if math.isfinite(number):
+                    return int(number) if number.is_integer() and "." not in raw else number
+            elif kind == "boolean" and raw.strip().lower() in _BOOLEANS:
+                return _BOOLEANS[raw.strip().lower()]
+            elif kind == "null" and raw.strip() in ("null", "None"):
+                return None
+            elif kind in ("object", "array"):
+                value = json.loads(raw)
+                if isinstance(value, dict if kind == "object" else list):
+                    return value
+        except ValueError:
+            pass
+    return raw
 
 
 def _literal(raw: str) -> Any:

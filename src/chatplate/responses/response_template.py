@@ -34,11 +34,10 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from inspect import isfunction, ismethod
 from typing import Any
 
 from ..errors import ResponseFormatError
-from ..tools import get_json_schema
+from .calls import coerce_value, schema_types, tool_schemas
 from .events import ContentDelta, ReasoningDelta, ToolCallDone, ToolCallStarted
 
 try:  # the parser behind re; private, but the only way to read a pattern's structure
@@ -93,7 +92,7 @@ _SPACE = ((0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x168
           (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _word() -> tuple[tuple[int, int], ...]:
     """regex's \\w: Alphabetic, marks, decimal digits, connector punctuation and the joiners."""
     categories = {"Lu", "Ll", "Lt", "Lm", "Lo", "Nl", "Mn", "Mc", "Me", "Nd", "Pc"}
@@ -111,7 +110,7 @@ def _word() -> tuple[tuple[int, int], ...]:
     return tuple((lo, hi) for lo, hi in ranges)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _category(category: Any, ascii_only: bool) -> str:
     plain = {_C.CATEGORY_DIGIT: r"\d", _C.CATEGORY_NOT_DIGIT: r"\D", _C.CATEGORY_SPACE: r"\s",
              _C.CATEGORY_NOT_SPACE: r"\S", _C.CATEGORY_WORD: r"\w", _C.CATEGORY_NOT_WORD: r"\W"}
@@ -231,7 +230,7 @@ def _node_prefixes(op: Any, av: Any, ascii_only: bool) -> str:
         _, add, drop, sub = av
         return _group_open(add, drop) + _prefixes(sub, _ascii_in(ascii_only, add)) + ")"
     if op in _REPEATS:  # some whole repetitions, then a prefix of one more (laziness does not matter)
-        low, high, sub = av
+        _, high, sub = av
         if high == 0:
             return ""
         body = _seq(sub, None, ascii_only)
@@ -299,24 +298,26 @@ class _Anchor:
     can_extend: bool  # a literal is a strict prefix of another, so a match at the end may grow
     behind: int | None  # text before the search position that can matter (None: any)
 
-    def search(self, text: str, pos: int, partial: bool) -> tuple[Any, int | None]:
-        """The first complete match from ``pos`` (or None) and, with ``partial``, where the first
-        match that the end of ``text`` may have cut short starts (or None).
+    def match(self, text: str, pos: int) -> Any:
+        """The first complete match from ``pos``, or None."""
+        return self.matcher.search(text, pos)
+
+    def cut(self, text: str, pos: int) -> int | None:
+        """Where the first match from ``pos`` that the end of ``text`` may have cut short starts.
 
         regex reports a cut-off match only when there is no complete one, so transformers may
-        settle text that more input turns into an anchor (``<end>|\\Z`` never holds ``<en``); a
-        stream would then read differently from the whole text. Here both are looked for, except
-        with a pattern only ``regex`` can read."""
+        settle text that more input turns into an anchor (``<end>|\\Z`` never holds ``<en``), and
+        a stream reads differently from the whole text. Here both are looked for, except with a
+        pattern only ``regex`` can read."""
         if not isinstance(self.matcher, re.Pattern):
-            m = self.matcher.search(text, pos, partial=partial)
-            return (None, m.start()) if m is not None and m.partial else (m, None)
-        m = self.matcher.search(text, pos)
-        if not partial or self.prefixes is None:
-            return m, None
+            m = self.matcher.search(text, pos, partial=True)
+            return m.start() if m is not None and m.partial else None
+        if self.prefixes is None:
+            return None
         if self.literals is not None:  # a cut-off literal starts within its length of the end
             pos = max(pos, len(text) - len(self.literals[0]) + 1)
-        cut = self.prefixes.search(text, pos)
-        return m, None if cut is None else cut.start()
+        m = self.prefixes.search(text, pos)
+        return None if m is None else m.start()
 
     def can_grow(self, m: Any, end: int) -> bool:
         """Whether more text could still change a complete match ending at ``end``."""
@@ -617,63 +618,6 @@ class ResponseTemplate:
 # -- parsing -------------------------------------------------------------------------------------------
 
 
-def _tool_properties(tools: list | None) -> dict[str, dict]:
-    """Tool name -> its parameters' ``properties``, for typing string arguments."""
-    found: dict[str, dict] = {}
-    for tool in tools or []:
-        if isfunction(tool) or ismethod(tool):
-            tool = get_json_schema(tool)
-        function = tool.get("function", tool) if isinstance(tool, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            parameters = function.get("parameters")
-            properties = parameters.get("properties") if isinstance(parameters, dict) else None
-            found[function["name"]] = properties if isinstance(properties, dict) else {}
-    return found
-
-
-def _types(schema: Any) -> list[str]:
-    """The JSON types a parameter schema allows, in order (``nullable`` adds ``null``)."""
-    if not isinstance(schema, dict):
-        return []
-    declared = schema.get("type")
-    types = [declared] if isinstance(declared, str) else [t for t in declared if isinstance(t, str)] \
-        if isinstance(declared, list) else []
-    for union in ("anyOf", "oneOf"):
-        for choice in schema.get(union) or []:
-            types += _types(choice)
-    if schema.get("nullable") and "null" not in types:
-        types.append("null")
-    return types
-
-
-def _typed(raw: str, types: list[str]) -> Any:
-    """``raw`` as the first of ``types`` it reads as; unchanged if none (or ``string``)."""
-    for kind in types:
-        try:
-            if kind == "integer":
-                try:
-                    return int(raw)
-                except ValueError:
-                    number = float(raw)  # "3.0" is an integer too
-                    if number.is_integer():
-                        return int(number)
-            elif kind == "number":
-                number = float(raw)
-                if number == number and number not in (float("inf"), float("-inf")):  # JSON has no NaN/inf
-                    return int(number) if number.is_integer() and "." not in raw else number
-            elif kind == "boolean" and raw.strip().lower() in ("true", "1", "false", "0"):
-                return raw.strip().lower() in ("true", "1")
-            elif kind == "null" and raw.strip() in ("null", "None"):
-                return None
-            elif kind in ("object", "array"):
-                decoded = json.loads(raw)
-                if isinstance(decoded, dict if kind == "object" else list):
-                    return decoded
-        except ValueError:
-            pass
-    return raw
-
-
 class ResponseTemplateStream:
     """Parses a response as it is generated: ``feed`` each piece of text, then ``finish()``.
 
@@ -688,7 +632,8 @@ class ResponseTemplateStream:
     def __init__(self, template: ResponseTemplate, prefix: str = "", tools: list | None = None, *,
                  _events: bool = True) -> None:
         self._t = template
-        self._properties = _tool_properties(tools)
+        self._properties = {name: (parameters.get("properties") if isinstance(parameters.get("properties"), dict)
+                                   else {}) for name, parameters in (tool_schemas(tools) or {}).items()}
         self._text = ""  # the text from self._cut on
         self._cut = 0  # settled text dropped from the front (see ResponseTemplate._keep)
         self._pos = 0  # text before this is settled
@@ -698,10 +643,10 @@ class ResponseTemplateStream:
         self._body: list[str] = []
         self._opened = False  # the implicit field opens with its first character
         self._empty_open_at = -1
-        self._found: dict[int, tuple] = {}  # id(anchor) -> (pos, match, cut), for this text
+        self._found: dict[tuple[int, bool], tuple[int, Any]] = {}  # see _search
         self._events: list | None = [] if _events else None
         self._message: dict | None = None
-        self._failure: BaseException | None = None
+        self._failure: Exception | None = None
         if prefix:
             text = template._after_start(prefix)
             if text:
@@ -730,7 +675,7 @@ class ResponseTemplateStream:
                 if missing := [n for n, f in self._t._fields.items() if not f.optional and n not in self._out]:
                     raise ResponseFormatError(f"the response has no {missing} (required by the response_template)",
                                               key=missing[0])
-            except BaseException as error:
+            except Exception as error:
                 self._failure = error
                 raise
             empty = (lambda v: v is None or (isinstance(v, (list, dict, str)) and not v))
@@ -793,12 +738,8 @@ class ResponseTemplateStream:
             watch = self._t._idle_watch
         hold, best, best_key = len(text), None, None
         for kind, field, anchor in watch:
-            # Within one piece of text a search from an earlier position still holds if what it
-            # found is not behind us: a whole response fed at once is searched once per anchor.
-            at, m, cut = self._found.get(id(anchor), (len(text) + 1, None, None))
-            if at > pos or (m is not None and m.start() < pos) or (cut is not None and cut < pos):
-                m, cut = anchor.search(text, pos, partial=not eos)
-                self._found[id(anchor)] = (pos, m, cut)
+            m = self._search(anchor, True, pos)
+            cut = None if eos else self._search(anchor, False, pos)
             if cut is not None:
                 hold = min(hold, cut)
             if m is None:
@@ -812,6 +753,18 @@ class ResponseTemplateStream:
         if best is not None and best[2].start() >= hold:
             best = None
         return best, hold
+
+    def _search(self, anchor: _Anchor, complete: bool, pos: int) -> Any:
+        """``anchor.match`` or ``anchor.cut`` from ``pos``. Until the text grows, a search from an
+        earlier position still holds if what it found is not behind ``pos``: a whole response fed
+        at once is then searched about once per anchor, not once per anchor per match."""
+        key = (id(anchor), complete)
+        at, found = self._found.get(key, (pos + 1, None))
+        start = found if found is None or isinstance(found, int) else found.start()
+        if at > pos or (start is not None and start < pos):
+            found = anchor.match(self._text, pos) if complete else anchor.cut(self._text, pos)
+            self._found[key] = (pos, found)
+        return found
 
     def _route(self, end: int) -> None:
         """Settle the text up to ``end`` into the current field (dropped outside every field)."""
@@ -874,11 +827,11 @@ class ResponseTemplateStream:
             return value
         properties = self._properties.get(name)
         for key, argument in arguments.items() if properties else ():
-            types = _types(properties[key]) if key in properties else []
+            types = schema_types(properties[key]) if key in properties else []
             if not types:
                 continue
             if isinstance(argument, str):
-                arguments[key] = _typed(argument, types)
+                arguments[key] = coerce_value(argument, types)
             elif isinstance(argument, list) and "array" not in types:  # repeated keys merged into a list
-                arguments[key] = [_typed(item, types) if isinstance(item, str) else item for item in argument]
+                arguments[key] = [coerce_value(item, types) if isinstance(item, str) else item for item in argument]
         return value
