@@ -204,8 +204,11 @@ def _literal(raw: str) -> Any:
 # ----------------------------------------------------------------------------------- readers
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _read_json(text: str, syntax: CallSyntax) -> list[ToolCall]:
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     calls: list[ToolCall] = []
     position, end = 0, len(text)
     while True:
