@@ -111,6 +111,12 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
         ({"c.json": CHAT, "t.jinja": "{{ foo( }}"}, ["render", "c.json", "-t", "t.jinja"], "template syntax error"),
         ({"c.json": CHAT, "t.jinja": "{{ raise_exception('Roles must alternate!') }}"}, ["render", "c.json", "-t", "t.jinja"], "Roles must alternate!"),
         ({"c.json": CHAT}, ["render", "c.json", "-t", "chatml", "--add-generation-prompt", "--continue-final-message"], "cannot be used together"),
+        ({}, ["parse", "missing.txt", "-m", "qwen2.5"], "response file not found: missing.txt"),
+        ({"r.txt": "hi"}, ["parse", "r.txt", "-m", "qwen2.5", "--prefix", "nope.txt"], "prefix file not found: nope.txt"),
+        ({"r.txt": "hi"}, ["parse", "r.txt", "-m", "qwen2.5", "--tools", "nope.json"], "tools file not found: nope.json"),
+        ({"r.txt": "hi", "t.json": "[{"}, ["parse", "r.txt", "-m", "qwen2.5", "--tools", "t.json"], "invalid JSON at line 1"),
+        ({"r.txt": "hi", "t.json": {"name": "f"}}, ["parse", "r.txt", "-m", "qwen2.5", "--tools", "t.json"], "expected a list of tool schemas"),
+        ({"r.txt": "hi"}, ["parse", "r.txt", "-m", "qwen2.6"], "qwen2.5"),
     ],
 )
 def test_errors_are_one_line_exit_1(

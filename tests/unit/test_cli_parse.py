@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import chatplate
-from chatplate.cli import main
+from tests.unit.test_cli import run, write
 
 pytest.importorskip("typer")
 
@@ -28,18 +28,6 @@ THINKING_TEMPLATE = (
     "{{ message.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% if thinking is not defined or thinking %}<think>\n{% endif %}{% endif %}"
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write(tmp_path: Path, name: str, data: object) -> str:
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
-    return str(path)
 
 
 def parse_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[dict, str]:
@@ -205,30 +193,6 @@ def test_var_reaches_the_generation_prompt(
     data, _ = parse_json(capsys, write(tmp_path, "r.txt", "hm<|im_end|>"), "-m", template_path, *variables)
     assert data[field] == "hm"
     assert data["_parse"]["format"] == chatplate.load(template_path).response_format.name
-
-
-@pytest.mark.parametrize(
-    ("files", "argv", "expected"),
-    [
-        ({}, ["parse", "missing.txt", "-m", "qwen2.5"], "response file not found: missing.txt"),
-        ({"r.txt": "hi"}, ["parse", "r.txt", "-m", "qwen2.5", "--prefix", "nope.txt"], "prefix file not found: nope.txt"),
-        ({"r.txt": "hi"}, ["parse", "r.txt", "-m", "qwen2.5", "--tools", "nope.json"], "tools file not found: nope.json"),
-        ({"r.txt": "hi", "t.json": "[{"}, ["parse", "r.txt", "-m", "qwen2.5", "--tools", "t.json"], "invalid JSON at line 1"),
-        ({"r.txt": "hi", "t.json": {"name": "f"}}, ["parse", "r.txt", "-m", "qwen2.5", "--tools", "t.json"], "expected a list of tool schemas"),
-        ({"r.txt": "hi"}, ["parse", "r.txt", "-m", "qwen2.6"], "qwen2.5"),
-    ],
-)
-def test_errors_are_one_line_exit_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], files: dict, argv: list[str], expected: str
-) -> None:
-    for name, data in files.items():
-        write(tmp_path, name, data)
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, *argv)
-    assert code == 1
-    assert out == ""
-    assert err.startswith("chatplate: error: ") and err.count("\n") == 1
-    assert expected in err
 
 
 def test_undecodable_file_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .formats import (
@@ -138,13 +138,13 @@ def detect_format(
     for channels in CHANNEL_SYNTAXES:
         if not any(channels.start in turn.prefix[-100:] + turn.response for turn in turns.values()):
             continue
-        candidate = _replace(base, name=channels.name, channels=channels)
+        candidate = replace(base, name=channels.name, channels=channels)
         recovered = [kind for kind, turn in turns.items() if _recovers(candidate, turn)]
         # Channels must explain more than the answer: reasoning or calls the turns show.
         shows_more = any(set(displayed(turns[kind].message, turns[kind].response)) - {"content"} for kind in recovered)
         if "plain" in recovered and shows_more:
             reasons.insert(0, f"channels {channels.name}: parsed back the probe turns {', '.join(recovered)}")
-            return _replace(candidate, reason="; ".join(reasons))
+            return replace(candidate, reason="; ".join(reasons))
 
     # Every pairing of a reasoning syntax and a tool-call syntax the turns (or, for reasoning,
     # the template's text) show; the pairing that parses back the most probe turns wins, and a
@@ -156,7 +156,7 @@ def detect_format(
     best: tuple[int, int, ResponseFormat, list[str]] = (-1, 0, base, [])
     for reasoning in reasonings:
         for calls in tool_calls:
-            candidate = _replace(base, reasoning=reasoning, tool_calls=calls)
+            candidate = replace(base, reasoning=reasoning, tool_calls=calls)
             candidate = candidate.with_stops(tuple(dict.fromkeys(base.stops + _call_stops(candidate, turns))))
             recovered = [kind for kind, turn in turns.items() if _recovers(candidate, turn)]
             # Ties go to the simpler format, except that reasoning the template's text mentions
@@ -174,7 +174,7 @@ def detect_format(
                                          "know; they stay in the content")
     reasons.append(f"parsed back the probe turns {', '.join(best[3]) or 'none'} of {', '.join(turns) or 'none'}")
     parts = [p for p in (chosen.reasoning and chosen.reasoning.name, chosen.tool_calls and chosen.tool_calls.name) if p]
-    return _replace(chosen, name=" + ".join(parts) or "plain", reason="; ".join(reasons))
+    return replace(chosen, name=" + ".join(parts) or "plain", reason="; ".join(reasons))
 
 
 def _call(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
@@ -199,12 +199,6 @@ def _turn_start(prompt: str, whole: str) -> int:
         if cut > whole.rfind(closer, 0, start) and cut >= start - 40:
             start = cut
     return start
-
-
-def _replace(fmt: ResponseFormat, **changes: Any) -> ResponseFormat:
-    from dataclasses import replace
-
-    return replace(fmt, **changes)
 
 
 def _stops(turns: Mapping[str, ProbeTurn], eos_token: str | None) -> tuple[str, ...]:

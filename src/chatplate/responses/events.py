@@ -66,7 +66,7 @@ class ToolCallDone:
     """Tool call ``index`` is complete; ``call`` is the parsed call with its status."""
 
     index: int
-    call: Any  # responses.calls.ToolCall (kept loose here to avoid a cycle)
+    call: Any  # a calls.ToolCall; for a transformers response_template, the call dict it gives
 
 
 ResponseEvent = Union[

@@ -278,7 +278,7 @@ class ResponseParser:
 
     def _marker(self, marker: str, action: int) -> None:
         if action == _STOP:
-            self._end_open_parts(closed_by_stop=True)
+            self._end_open_parts(turn_ended=True)
             self._stop = marker
         elif action == _OPEN_REASONING:
             self._state, self._reasoning_seen, self._reasoning_closed = _REASONING, True, False
@@ -307,13 +307,13 @@ class ResponseParser:
         elif action == _WRAPPER:
             pass
         elif action == _START_MESSAGE:
-            self._end_open_parts(closed_by_stop=False)
+            self._end_open_parts(turn_ended=False)
             self._state, self._header = _HEADER, []
         elif action == _END_HEADER:
             self._begin_body("".join(self._header))
             self._header = []
         elif action == _END_MESSAGE:
-            self._end_open_parts(closed_by_stop=False)
+            self._end_open_parts(turn_ended=False)
             self._state = _HEADER
 
     def _leave_reasoning(self) -> None:
@@ -344,13 +344,17 @@ class ResponseParser:
             return
         self._state, self._body = _BODY, _BODY_CONTENT
 
-    def _end_open_parts(self, *, closed_by_stop: bool) -> None:
-        """A stop or a new message ends whatever is open."""
+    def _end_open_parts(self, *, turn_ended: bool) -> None:
+        """The turn's end (a stop, or the end of the text) or a new message ends what is open.
+
+        A call whose format has a closer and did not get it is ``unclosed``; reasoning that the
+        turn's end cut off is not closed.
+        """
         if self._state == _CALL or (self._state == _BODY and self._body == _BODY_CALL):
-            required = bool(self.format.tool_calls and self.format.tool_calls.close) and self._state == _CALL
-            self._end_region(closed=not (closed_by_stop and required))
+            needs_closer = bool(self.format.tool_calls and self.format.tool_calls.close) and self._state == _CALL
+            self._end_region(closed=not (turn_ended and needs_closer))
         if self._state == _BODY and self._body == _BODY_REASONING:
-            self._reasoning_closed = not closed_by_stop
+            self._reasoning_closed = not turn_ended
         self._state = _HEADER if self.format.channels else _TEXT
         self._body = _BODY_CONTENT
 
@@ -429,11 +433,7 @@ class ResponseParser:
                 leftover = "".join(self._header)[self._header_primed:]
                 if leftover.strip():
                     self._add_content(leftover)
-            if self._state == _REASONING or (self._state == _BODY and self._body == _BODY_REASONING):
-                self._reasoning_closed = False
-            if self._state == _CALL or (self._state == _BODY and self._body == _BODY_CALL):
-                required = bool(self.format.tool_calls and self.format.tool_calls.close) and self._state == _CALL
-                self._end_region(closed=not required)
+            self._end_open_parts(turn_ended=True)
 
     def _message(self) -> AssistantMessage:
         message = AssistantMessage(role="assistant", content="".join(self._content).strip())
