@@ -420,6 +420,11 @@ class ChatTemplate:
         """
         return self._response_format({})
 
+    def detect_response_format(self, **variables: Any) -> ResponseFormat:
+        """:attr:`response_format` for the generation prompt these template variables give
+        (``enable_thinking=False`` may close the reasoning the prompt opens). Cached."""
+        return self._response_format(variables)
+
     def parse_response(
         self,
         response: str | Sequence[int],
