@@ -10,6 +10,7 @@ Hi<|im_end|>
 """
 
 from . import errors
+from .chat import Chat, Sampling
 from .errors import *  # noqa: F403 - the exception and warning trees, listed once in errors.__all__
 from .limits import Limits
 from .messages import messages_from_pairs
@@ -24,6 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ChatTemplate",
     "RenderResult",
+    "Chat",
+    "Sampling",
     "Limits",
     "Encoding",
     "BatchEncoding",

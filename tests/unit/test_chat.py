@@ -7,7 +7,6 @@ reply, a logits processor allows only the wanted tokens (what a grammar would do
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,12 @@ import chatplate  # noqa: E402
 from chatplate.chat import Chat, Sampling, ToolResult, TurnDone  # noqa: E402
 from chatplate.responses import ContentDelta, ToolCallDone  # noqa: E402
 from tests import tokenizer_fixtures  # noqa: E402
+from tests.tiny_model import tiny_llama_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama with the ChatML byte-level BPE fixture's vocabulary, saved with its tokenizer."""
-    directory = tmp_path_factory.mktemp("tiny-model")
-    for item in tokenizer_fixtures.chatml_bpe_dir().iterdir():
-        shutil.copy(item, directory / item.name)
-    vocab = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
-    size = max([*vocab["model"]["vocab"].values(), *(t["id"] for t in vocab["added_tokens"])]) + 1
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
-    )
-    transformers.LlamaForCausalLM(config).save_pretrained(directory)
-    return directory
+def model_dir() -> Path:
+    return tiny_llama_dir()
 
 
 class Force(transformers.LogitsProcessor):

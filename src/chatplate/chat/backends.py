@@ -17,8 +17,6 @@ import json
 import os
 import queue
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +77,7 @@ class TransformersBackend:
             raise InputError("the transformers backend takes token ids: the template needs a tokenizer "
                              "(load it from the model directory)")
         torch = self._torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
 
         chunks: queue.Queue[Any] = queue.Queue()
@@ -108,22 +107,34 @@ class TransformersBackend:
             **({"temperature": sampling.temperature, "top_p": sampling.top_p} if sampling.temperature > 0 else {}),
             **sampling.extra,
         }
+        cancelled = threading.Event()
+
+        class _Cancel(StoppingCriteria):  # type: ignore[misc]
+            # The caller stopped reading (Ctrl-C): stop generating too.
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
+
+        criteria = StoppingCriteriaList([_Cancel(), *kwargs.pop("stopping_criteria", [])])
         input_ids = torch.tensor([list(ids)], device=self.device)
         failure: list[BaseException] = []
 
         def run() -> None:
             try:
                 with torch.no_grad():
-                    self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), streamer=_Ids(), **kwargs)
+                    self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), streamer=_Ids(),
+                                        stopping_criteria=criteria, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 failure.append(exc)
                 chunks.put(done)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        while (item := chunks.get()) is not done:
-            yield item
-        thread.join()
+        try:
+            while (item := chunks.get()) is not done:
+                yield item
+        finally:
+            cancelled.set()
+            thread.join()
         if failure:
             raise failure[0]
 
@@ -208,6 +219,9 @@ class OpenAIBackend:
                     yield choice["text"]
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
+        import urllib.error  # only a server chat needs them; `import chatplate` stays light
+        import urllib.request
+
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"

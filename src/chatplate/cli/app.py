@@ -366,6 +366,49 @@ def build_app() -> typer.Typer:
             )
 
     @command(cls=_Command)
+    def chat(
+        model: Annotated[
+            str,
+            typer.Argument(metavar="MODEL|GGUF|URL", help="A model directory with weights (transformers), a .gguf file "
+                           "(llama.cpp) or the URL of an OpenAI-compatible server.", show_default=False),
+        ],
+        template: Annotated[
+            Optional[str],
+            typer.Option("--template", "-t", help="Where the chat template and tokenizer come from when MODEL has none "
+                         "(a URL): a model directory, tokenizer_config.json, .jinja file, built-in or hub id."),
+        ] = None,
+        system: Annotated[Optional[str], typer.Option("--system", help="The system message.")] = None,
+        tools_py: Annotated[
+            Optional[str], typer.Option("--tools", metavar="FILE.py", help="Python functions the model may call (run when called).")
+        ] = None,
+        var: VarOpt = None,
+        temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy.")] = 0.7,
+        top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+        max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512,
+        seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    ) -> None:
+        """Chat with a model in the terminal: chatplate renders each turn exactly, the model
+        generates, the reply is parsed (reasoning shown dimmed, tool calls run). /help lists the
+        commands (/system, /set, /regen, /undo, /edit, /continue, /clear, /save, /load, /prompt,
+        /tools, /exit)."""
+        try:
+            import readline  # noqa: F401 - line editing and history for input()
+        except ImportError:
+            pass
+        from rich.console import Console
+
+        from ..chat import Chat, Sampling
+        from .repl import Repl, load_functions
+
+        functions = load_functions(tools_py) if tools_py else None
+        conversation = Chat(
+            model, template=template, system=system, tools=functions, run_tools=bool(functions),
+            sampling=Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed),
+            variables=parse_variables(var or []),
+        )
+        Repl(conversation, Console(highlight=False)).run()
+
+    @command(cls=_Command)
     def prepare(
         input: Annotated[
             str, typer.Argument(metavar="INPUT", help="Dataset: .jsonl, .json, .parquet or a save_to_disk directory.")
