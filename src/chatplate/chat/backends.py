@@ -186,6 +186,7 @@ class OpenAIBackend:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.timeout = timeout
         self.accepts_ids = True  # until the server refuses them
+        self.last_usage: dict[str, Any] | None = None  # the server's token counts for the last call
 
     def generate(
         self, ids: Sequence[int] | None, text: str, *, stop_ids: Sequence[int], stop: Sequence[str], sampling: Sampling
@@ -214,7 +215,10 @@ class OpenAIBackend:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     return
-                choice = (json.loads(data).get("choices") or [{}])[0]
+                chunk = json.loads(data)
+                if chunk.get("usage"):
+                    self.last_usage = chunk["usage"]
+                choice = (chunk.get("choices") or [{}])[0]
                 if choice.get("text"):
                     yield choice["text"]
 

@@ -33,8 +33,9 @@ def paused() -> Iterator[None]:
     On resuming, what was built meanwhile is moved to the oldest generation (``gc.freeze`` then
     ``gc.unfreeze``, two list splices) instead of being traversed by the young collection the
     next allocation would start: that traversal walked every id of every list, 0.13 s of the
-    0.8 s ``encode_batch`` with masks took on 3,000 chats. A program that froze objects itself
-    (a server before it forks) keeps them frozen: then the young collection runs as usual.
+    0.8 s ``encode_batch`` with masks took on 3,000 chats. A pause that made fewer than
+    ``_PROMOTE_AT_LEAST`` objects, and a program that froze objects itself (a server before it
+    forks, which keeps them frozen), leave them to the young collection as usual.
 
     >>> with paused():
     ...     gc.isenabled()
@@ -53,7 +54,10 @@ def paused() -> Iterator[None]:
             if _depth:  # (a fork in between may have reset it)
                 _depth -= 1
                 if not _depth and _resume:
-                    if not gc.get_freeze_count():
+                    # Few objects: the young collection takes them as usual. Many: move them,
+                    # unless the program froze objects itself (counting those walks them all,
+                    # 4 ms with transformers frozen: too much for every small encode).
+                    if gc.get_count()[0] > _PROMOTE_AT_LEAST and not gc.get_freeze_count():
                         _promote()
                     gc.enable()
 
@@ -81,6 +85,8 @@ def _promote() -> None:
         gc.unfreeze()
 
 
+# Fewer objects made during a pause are left to Python's young collection.
+_PROMOTE_AT_LEAST = 20_000
 # A floor for the growth that starts a full collection: small heaps are collected by Python's
 # young collections anyway.
 _FULL_AFTER_AT_LEAST = 10_000
