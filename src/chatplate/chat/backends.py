@@ -151,7 +151,8 @@ class LlamaCppBackend:
             from llama_cpp import Llama
         except ImportError as exc:
             raise MissingDependencyError(
-                "the llama.cpp backend needs llama-cpp-python: pip install llama-cpp-python", extra="llama-cpp",
+                "the llama.cpp backend needs llama-cpp-python: pip install 'chatplate[llama-cpp]' (it compiles llama.cpp; "
+                "minutes)", extra="llama-cpp",
             ) from exc
         self.model = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **options)
 
