@@ -78,3 +78,8 @@ def test_unreachable_server_is_a_clear_error() -> None:
     chat = Chat(template=chatplate.load(tiny_llama_dir()), backend=OpenAIBackend(f"http://127.0.0.1:{_free_port()}"))
     with pytest.raises(chatplate.InputError, match="cannot connect"):
         chat.send("Hi")
+
+
+def test_a_url_needs_a_template() -> None:
+    with pytest.raises(chatplate.InputError, match="template="):
+        Chat("http://127.0.0.1:1")

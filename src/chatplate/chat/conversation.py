@@ -67,6 +67,11 @@ class Chat:
     ) -> None:
         if model is None and (template is None or backend is None):
             raise InputError("Chat: give a model (directory, .gguf or URL), or both template= and backend=")
+        if template is None and str(model).startswith(("http://", "https://")):
+            raise InputError(
+                f"Chat({model!r}): a server does not give chatplate its template; name where the template and "
+                "tokenizer come from: template='path/to/model' (a model directory, tokenizer_config.json or hub id)"
+            )
         source = template if template is not None else model
         if isinstance(source, ChatTemplate):
             self.template = source
