@@ -48,8 +48,15 @@ class Terminal:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} (x{count}) never appeared; the screen:\n{self.screen()}")
 
-    def alive(self) -> bool:
-        return subprocess.run([TMUX, "has-session", "-t", self.name], capture_output=True, check=False).returncode == 0
+    def wait_for_prompt(self, seen: int, timeout: float = 60) -> str:
+        """Wait until more than ``seen`` input prompts are on the screen (the turn is over)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if prompts(screen) > seen and screen.rstrip().endswith(">"):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"no new prompt; the screen:\n{self.screen()}")
 
 
 @pytest.fixture
@@ -73,12 +80,27 @@ def prompts(screen: str) -> int:
 
 def test_a_session(terminal: Terminal, tmp_path: Path) -> None:
     terminal.type("Hello there")
-    screen = terminal.wait_for("> ", count=2)  # the reply came and the next prompt is up
+    terminal.wait_for_prompt(1)  # the reply came and the next prompt is up
     terminal.type("/prompt")
     screen = terminal.wait_for(" tokens")
     assert "Hello there" in screen and "Be brief." in screen and "<|im_start|>" in screen
     terminal.type("/set temperature=0.5")
     terminal.wait_for("temperature = 0.5")
+    (tmp_path / "tools.py").write_text(
+        'def get_weather(city: str) -> str:\n    """Weather.\n\n    Args:\n        city: The city.\n    """\n'
+        '    return "sunny"\n', encoding="utf-8")
+    terminal.type("/tools tools.py")
+    terminal.wait_for("tools: get_weather(city: str) -> str")
+    seen = prompts(terminal.screen())
+    terminal.type("/edit Bonjour")
+    terminal.wait_for_prompt(seen)
+    seen = prompts(terminal.screen())
+    terminal.type("/continue")
+    terminal.wait_for_prompt(seen)
+    terminal.type("/prompt")
+    screen = terminal.wait_for(" tokens", count=2)
+    last_prompt = screen.rsplit("/prompt", 1)[1]
+    assert "Bonjour" in last_prompt and "Hello there" not in last_prompt and "get_weather" in last_prompt
     terminal.type("/save chat.jsonl")
     terminal.wait_for("saved 3 messages to chat.jsonl")
     terminal.type("/clear")
@@ -94,7 +116,8 @@ def test_a_session(terminal: Terminal, tmp_path: Path) -> None:
 
     record = json.loads((tmp_path / "chat.jsonl").read_text(encoding="utf-8"))
     assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
-    assert record["messages"][1]["content"] == "Hello there"
+    assert record["messages"][1]["content"] == "Bonjour"  # as edited
+    assert [tool["function"]["name"] for tool in record["tools"]] == ["get_weather"]
     # What /save wrote is a dataset chatplate prepare reads.
     out = tmp_path / "rows.jsonl"
     done = subprocess.run([sys.executable, "-m", "chatplate", "prepare", str(tmp_path / "chat.jsonl"), "--output", str(out),
