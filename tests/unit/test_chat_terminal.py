@@ -130,8 +130,8 @@ def test_a_session(terminal: Terminal, tmp_path: Path) -> None:
 def test_ctrl_c_stops_a_generation_and_keeps_the_conversation(terminal: Terminal) -> None:
     terminal.type("/set max_new_tokens=100000")
     terminal.wait_for("max_new_tokens = 100000")
-    terminal.type("/set temperature=1.0")
-    terminal.wait_for("temperature = 1.0")
+    # Greedy (the session's --temperature 0): this random model never samples its end-of-turn
+    # token here, so only Ctrl-C ends the turn.
     terminal.type("Write forever")
     time.sleep(1.5)
     terminal.key("C-c")
