@@ -155,6 +155,15 @@ class LlamaCppBackend:
                 "minutes)", extra="llama-cpp",
             ) from exc
         self.model = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **options)
+        import llama_cpp
+
+        # llama.cpp's end-of-generation tokens (EOS, EOT, <|endoftext|>, <|eom_id|>, ...): it stops
+        # on any of them, and a grammar, once complete, allows only them.
+        if hasattr(llama_cpp, "llama_vocab_is_eog"):
+            vocab = llama_cpp.llama_model_get_vocab(self.model.model)
+            self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+        else:  # llama-cpp-python before the vocab API (0.3.5 and older)
+            self._is_eog = lambda token: bool(llama_cpp.llama_token_is_eog(self.model.model, token))
 
     def generate(
         self, ids: Sequence[int] | None, text: str, *, stop_ids: Sequence[int], stop: Sequence[str], sampling: Sampling
@@ -166,6 +175,8 @@ class LlamaCppBackend:
         count = 0
         for token in self.model.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, reset=True,
                                          **sampling.extra):
+            if token not in stops and self._is_eog(token):
+                return  # the model's end of generation, not the template's end of turn: no text of the reply
             yield [int(token)]
             count += 1
             if token in stops or count >= sampling.max_new_tokens:
