@@ -411,3 +411,24 @@ def _close_final_message(text: str, continued: Any) -> str:
         return text[:cut]
     # The template trimmed the space after the tag, so it trims the message's trailing spacing too.
     return text[:cut].rstrip()
+
+
+def common_prefix(a: str, b: str, start: int = 0) -> int:
+    """Where ``a`` and ``b``, equal up to ``start``, first differ (their common length if they
+    do not): a bisection over slice comparisons, which run in C, where ``os.path.commonprefix``
+    walks characters in Python.
+
+    >>> common_prefix("<s>hello there", "<s>hello world", 3)
+    9
+    """
+    size = min(len(a), len(b))
+    if a[start:size] == b[start:size]:
+        return size
+    low, high = start, size  # a[:low] == b[:low]; a[:high] != b[:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low

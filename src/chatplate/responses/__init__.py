@@ -4,6 +4,7 @@ The format comes from the template (``detection``), as data (``formats``); one s
 machine (``parser``) reads every format; tool calls keep a status and their raw text (``calls``).
 """
 
+from ..messages import REASONING_FIELDS
 from .calls import ToolCall
 from .detection import detect_format
 from .events import (
@@ -16,7 +17,7 @@ from .events import (
     ToolCallStarted,
 )
 from .formats import ResponseFormat
-from .parser import REASONING_FIELDS, AssistantMessage, ResponseParser
+from .parser import AssistantMessage, ResponseParser
 
 __all__ = [
     "AssistantMessage",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ..tools import get_json_schema
+from ..tools import to_tool_schemas
 from .formats import CallSyntax
 
 __all__ = ["ToolCall", "CallStatus", "read_calls", "coerce_arguments", "coerce_value", "schema_types", "tool_schemas"]
@@ -69,14 +69,13 @@ class ToolCall:
 
 
 def tool_schemas(tools: Sequence[Any] | None) -> dict[str, Mapping[str, Any]] | None:
-    """Map tool names to their parameter schemas (``None`` when no tools were given)."""
-    if tools is None:
+    """Map tool names to their parameter schemas (``None`` when no tools were given); functions
+    are converted as templates see them (:func:`chatplate.tools.to_tool_schemas`)."""
+    schemas = to_tool_schemas(tools)
+    if schemas is None:
         return None
     out: dict[str, Mapping[str, Any]] = {}
-    for tool in tools:
-        schema = get_json_schema(tool) if callable(tool) else tool
-        if not isinstance(schema, Mapping):
-            continue
+    for schema in schemas:
         function = schema.get("function", schema)
         if isinstance(function, Mapping) and isinstance(function.get("name"), str):
             parameters = function.get("parameters")

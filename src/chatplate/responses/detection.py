@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..rendering import common_prefix
 from .formats import (
     CHANNEL_SYNTAXES,
     CONTENT_WRAPPERS,
@@ -126,7 +127,7 @@ def detect_format(
             user = [{"role": "user", "content": USER}]
             prompt = render(user, tools=PROBE_TOOLS, add_generation_prompt=True, **variables)
             bare = render(user, tools=PROBE_TOOLS, **variables)
-            generation_prompt = prompt[_common(prompt, bare):]
+            generation_prompt = prompt[common_prefix(prompt, bare):]
         except Exception:  # noqa: BLE001
             generation_prompt = ""
     stops = _stops(turns, eos_token)
@@ -181,19 +182,11 @@ def _call(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def _common(a: str, b: str) -> int:
-    limit = min(len(a), len(b))
-    index = 0
-    while index < limit and a[index] == b[index]:
-        index += 1
-    return index
-
-
 def _turn_start(prompt: str, whole: str) -> int:
     """Where the assistant turn starts in ``whole``: after what it shares with the prompt, moved
     back to the start of a marker the two only share the beginning of (a template that writes a
     different opening for history turns than for its generation prompt)."""
-    start = _common(prompt, whole)
+    start = common_prefix(prompt, whole)
     for opener, closer in (("<", ">"), ("[", "]")):
         cut = whole.rfind(opener, 0, start)
         if cut > whole.rfind(closer, 0, start) and cut >= start - 40:

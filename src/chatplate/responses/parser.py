@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from ..errors import InputError
+from ..messages import REASONING_FIELDS
 from .calls import ToolCall, read_calls, tool_schemas
 from .events import (
     ContentDelta,
@@ -44,9 +46,8 @@ from .events import (
 )
 from .formats import CallSyntax, ResponseFormat
 
-__all__ = ["AssistantMessage", "ResponseParser", "REASONING_FIELDS"]
+__all__ = ["AssistantMessage", "ResponseParser"]
 
-REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
 
 # States.
 _TEXT, _REASONING, _SECTION, _CALL, _HEADER, _BODY = range(6)
@@ -129,8 +130,6 @@ class ResponseParser:
         reasoning_field: str = "reasoning_content",
     ) -> None:
         if reasoning_field not in REASONING_FIELDS:
-            from ..errors import InputError
-
             raise InputError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}; got {reasoning_field!r}")
         self.format = fmt = response_format
         self._tools = tool_schemas(tools)
@@ -171,8 +170,6 @@ class ResponseParser:
     def feed(self, text: str) -> list[ResponseEvent]:
         """Take the next piece of the response; return the events it completes."""
         if self._finished is not None:
-            from ..errors import InputError
-
             raise InputError("feed() after finish(): start a new parser for a new response")
         if self._stop is not None:
             self._trailing.append(text)

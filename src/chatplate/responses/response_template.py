@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ResponseFormatError
+from ..messages import REASONING_FIELDS
 from .calls import coerce_value, schema_types, tool_schemas
 from .events import ContentDelta, ReasoningDelta, ToolCallDone, ToolCallStarted
 
@@ -49,7 +50,6 @@ except ImportError:  # Python 3.10
 
 __all__ = ["ResponseTemplate", "ResponseTemplateStream"]
 
-_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _STREAMABLE = ("text", "int", "float", "bool")  # parsers whose value is the region's own text
 
 # -- patterns ------------------------------------------------------------------------------------
@@ -538,7 +538,7 @@ def _field(name: str, spec: Any) -> _Field:
                                   "message through a 'transform'; add one that uses them, or drop the names",
                                   key=name)
     streamable = content in _STREAMABLE
-    delta = (ContentDelta if name == "content" else ReasoningDelta if name in _REASONING_FIELDS else None)
+    delta = (ContentDelta if name == "content" else ReasoningDelta if name in REASONING_FIELDS else None)
     return _Field(name, opener, closer, content, spec.get("content_args", {}), spec.get("repeats", False), join,
                   spec.get("optional", True), transform, each, delta if streamable else None)
 

@@ -24,7 +24,7 @@ from typing import Any
 from .. import engine
 from ..errors import InputError, MaskError
 from ..messages import validate_conversation
-from ..rendering import Prepared, Renderer
+from ..rendering import Prepared, Renderer, common_prefix
 from ..safety import START, Marker, Marking
 from ..tokens.spans import IGNORE_INDEX, Spans, labels_from, token_mask
 
@@ -234,27 +234,6 @@ def _turn_end(text: str, turn: str, start: int, eot: Marker) -> int:
 
 
 _SPACE = re.compile(r"\s*")
-
-
-def common_prefix(a: str, b: str, start: int = 0) -> int:
-    """Where ``a`` and ``b``, equal up to ``start``, first differ (their common length if they
-    do not): a bisection over slice comparisons, which run in C, where ``os.path.commonprefix``
-    walks characters in Python.
-
-    >>> common_prefix("<s>hello there", "<s>hello world", 3)
-    9
-    """
-    size = min(len(a), len(b))
-    if a[start:size] == b[start:size]:
-        return size
-    low, high = start, size  # a[:low] == b[:low]; a[:high] != b[:high]
-    while high - low > 1:
-        middle = (low + high) // 2
-        if a[low:middle] == b[low:middle]:
-            low = middle
-        else:
-            high = middle
-    return low
 
 
 def _marker_after(text: str, position: int, eot: Marker) -> re.Match[str] | None:
