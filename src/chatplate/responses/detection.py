@@ -66,9 +66,9 @@ class ProbeTurn:
     response: str
 
 
-def probe_turns(render: Render, **variables: Any) -> dict[str, ProbeTurn]:
+def probe_turns(render: Render, **variables: Any) -> tuple[dict[str, ProbeTurn], str]:
     """Render the probe turns a template accepts, by kind (``plain``, ``reasoning``, ``call``,
-    ``calls``, ``reasoning_call``, ``call_only``)."""
+    ``calls``, ``reasoning_call``, ``call_only``), and the template's generation prompt."""
     user = [{"role": "user", "content": USER}]
     kinds: dict[str, dict[str, Any]] = {
         "plain": {"content": CONTENT},
@@ -81,11 +81,12 @@ def probe_turns(render: Render, **variables: Any) -> dict[str, ProbeTurn]:
         for tools in (PROBE_TOOLS, [tool["function"] for tool in PROBE_TOOLS]):
             try:
                 prompt = render(user, tools=tools, add_generation_prompt=True, **variables)
+                bare = render(user, tools=tools, **variables)
                 break
             except Exception:  # noqa: BLE001 - a template that cannot take the probe has no detectable format
                 continue
         else:
-            return turns
+            return turns, ""
         # Some templates concatenate the arguments as a string: JSON text is the second try.
         for style, as_text in ((style, as_text) for as_text in (False, True) for style in _ID_STYLES):
             calls = [_call(name, json.dumps(args) if as_text else args, style(name, i))
@@ -106,7 +107,7 @@ def probe_turns(render: Render, **variables: Any) -> dict[str, ProbeTurn]:
                     continue
                 start = _turn_start(prompt, whole)
                 turns[kind] = ProbeTurn(message, whole[:start], whole[start:])
-    return turns
+    return turns, prompt[common_prefix(prompt, bare):]
 
 
 def detect_format(
@@ -120,16 +121,7 @@ def detect_format(
     'hermes'
     """
     variables = dict(variables or {})
-    turns = probe_turns(render, **variables)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            user = [{"role": "user", "content": USER}]
-            prompt = render(user, tools=PROBE_TOOLS, add_generation_prompt=True, **variables)
-            bare = render(user, tools=PROBE_TOOLS, **variables)
-            generation_prompt = prompt[common_prefix(prompt, bare):]
-        except Exception:  # noqa: BLE001
-            generation_prompt = ""
+    turns, generation_prompt = probe_turns(render, **variables)
     stops = _stops(turns, eos_token)
     plain = turns.get("plain")
     wrappers = tuple(w for w in CONTENT_WRAPPERS if plain and (w in plain.response or w in plain.prefix))
