@@ -111,6 +111,7 @@ class ChatTemplate:
         # A transformers response_template (tokenizer_config.json), honoured over detection.
         self.response_template = dict(response_template) if response_template is not None else None
         self._response_formats: dict[Any, Any] = {}
+        self._response_template_compiled: tuple[Any, Any] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled templates do not pickle: worker processes get the sources and compile them
@@ -473,18 +474,18 @@ class ChatTemplate:
         """
         from .responses.stream import ResponseStream
 
-        if self.response_template is not None:
-            from .responses.response_template import ResponseTemplate
-
-            spec = ResponseTemplate.from_dict(self.response_template)
-            text_prefix = self._response_text(prefix, "prefix") if prefix is not None else self._response_format(
-                variables).generation_prompt
-            return ResponseStream(spec.stream(prefix=text_prefix, tools=tools), self._tokenizer_for_stream())
         from .responses.parser import ResponseParser
 
-        fmt = self._response_format(variables)
-        text_prefix = self._response_text(prefix, "prefix") if prefix is not None else fmt.generation_prompt
-        parser = ResponseParser(fmt, prefix=text_prefix, tools=tools, reasoning_field=reasoning_field)
+        text_prefix = self._response_text(prefix, "prefix") if prefix is not None else None
+        parser: Any
+        if self.response_template is not None:
+            if text_prefix is None:
+                text_prefix = self._response_format(variables).generation_prompt
+            parser = self._compiled_response_template().stream(prefix=text_prefix, tools=tools)
+        else:
+            fmt = self._response_format(variables)
+            parser = ResponseParser(fmt, prefix=fmt.generation_prompt if text_prefix is None else text_prefix,
+                                    tools=tools, reasoning_field=reasoning_field)
         return ResponseStream(parser, self._tokenizer_for_stream())
 
     def save(self, directory: str | PathLike[str]) -> list[Path]:
@@ -510,6 +511,16 @@ class ChatTemplate:
                 self.render, source="\n".join(self.templates.values()), eos_token=self.eos_token, variables=variables
             )
         return found
+
+    def _compiled_response_template(self) -> Any:
+        """``response_template`` compiled once (per dict assigned), not on every parse."""
+        from .responses.response_template import ResponseTemplate
+
+        cached = self._response_template_compiled
+        if cached is None or cached[0] is not self.response_template:
+            cached = self._response_template_compiled = (
+                self.response_template, ResponseTemplate.from_dict(self.response_template))  # type: ignore[arg-type]
+        return cached[1]
 
     def _response_text(self, value: Any, what: str) -> str:
         if isinstance(value, str):
