@@ -81,7 +81,6 @@ class Chat:
             self.template = load(source)  # type: ignore[arg-type]
         self.backend: Backend = backend if backend is not None else backend_for(model)  # type: ignore[arg-type]
         self.tools = list(tools) if tools else None
-        self.functions = {fn.__name__: fn for fn in self.tools or () if callable(fn)}
         self.run_tools = run_tools
         self.sampling = sampling or Sampling()
         self.variables: dict[str, Any] = dict(variables or {})
@@ -123,11 +122,7 @@ class Chat:
                 yield ToolResult(result)
 
     def _generate(self, continue_final_message: bool) -> Iterator[ResponseEvent]:
-        options: dict[str, Any] = {"tools": self.tools, **self.variables}
-        if continue_final_message:
-            options["continue_final_message"] = True
-        else:
-            options["add_generation_prompt"] = True
+        options = self.render_options(continue_final_message=continue_final_message)
         if self.template.has_tokenizer:
             encoding = self.template.encode(self.messages, **options)
             ids: list[int] | None = encoding.input_ids
@@ -194,19 +189,26 @@ class Chat:
 
     def undo(self) -> list[dict[str, Any]]:
         """Remove the last exchange (the last user message and everything after it)."""
-        for index in range(len(self.messages) - 1, -1, -1):
-            if self.messages[index].get("role") == "user":
-                removed, self.messages = self.messages[index:], self.messages[:index]
-                return removed
-        return []
+        index = self._last_user()
+        if index is None:
+            return []
+        removed, self.messages = self.messages[index:], self.messages[:index]
+        return removed
+
+    def rewind(self) -> None:
+        """Drop the replies after the last user message (to generate them again)."""
+        index = self._last_user()
+        if index is None:
+            raise InputError("nothing to regenerate: the conversation has no user message")
+        del self.messages[index + 1:]
 
     def regenerate(self) -> dict[str, Any]:
         """Drop the replies after the last user message and generate them again."""
-        for index in range(len(self.messages) - 1, -1, -1):
-            if self.messages[index].get("role") == "user":
-                del self.messages[index + 1:]
-                return self.send()
-        raise InputError("nothing to regenerate: the conversation has no user message")
+        self.rewind()
+        return self.send()
+
+    def _last_user(self) -> int | None:
+        return next((i for i in range(len(self.messages) - 1, -1, -1) if self.messages[i].get("role") == "user"), None)
 
     def clear(self) -> None:
         """Forget the conversation, keeping the system message."""
@@ -260,8 +262,16 @@ class Chat:
         else:
             self.variables[name] = value
 
+    @property
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """The tools that are Python functions, by name: what ``run_tools`` can run."""
+        return {fn.__name__: fn for fn in self.tools or () if callable(fn)}
+
+    def render_options(self, *, continue_final_message: bool = False) -> dict[str, Any]:
+        """The keyword arguments the next turn renders with (tools, variables, prompt)."""
+        return {"tools": self.tools, **self.variables,
+                ("continue_final_message" if continue_final_message else "add_generation_prompt"): True}
+
     def prompt(self, *, continue_final_message: bool = False) -> str:
         """The exact prompt the next turn would send."""
-        options: dict[str, Any] = {"tools": self.tools, **self.variables}
-        options["continue_final_message" if continue_final_message else "add_generation_prompt"] = True
-        return self.template.render(self.messages, **options)
+        return self.template.render(self.messages, **self.render_options(continue_final_message=continue_final_message))

@@ -89,8 +89,7 @@ class Repl:
             chat.set(key.strip(), value)
             self.note(f"{key.strip()} = {value!r}")
         elif name == "regen":
-            last_user = self._last_user()
-            del chat.messages[last_user + 1:]
+            chat.rewind()
             self.turn(lambda: chat.stream())
         elif name == "undo":
             removed = chat.undo()
@@ -121,27 +120,20 @@ class Repl:
         elif name == "tools":
             functions = load_functions(arg)
             chat.tools = [*(chat.tools or []), *functions]
-            chat.functions.update({fn.__name__: fn for fn in functions})
             chat.run_tools = True
             self.note("tools: " + ", ".join(f"{fn.__name__}{inspect.signature(fn)}" for fn in functions))
         else:
             raise InputError(f"unknown command /{name}; /help lists them")
         return None
 
-    def _last_user(self) -> int:
-        for index in range(len(self.chat.messages) - 1, -1, -1):
-            if self.chat.messages[index].get("role") == "user":
-                return index
-        raise InputError("nothing to regenerate yet")
-
     def show_prompt(self) -> None:
         from .view import prompt_from_template, prompt_view
 
         chat = self.chat
-        options = {"tools": chat.tools, **chat.variables}
-        prompt = prompt_from_template(chat.template, chat.messages, add_generation_prompt=True, **options)
+        options = chat.render_options()
+        prompt = prompt_from_template(chat.template, chat.messages, **options)
         self.console.print(prompt_view(prompt, chat.messages, legend=False))
-        count = (f"{len(chat.template.encode(chat.messages, add_generation_prompt=True, **options).input_ids)} tokens"
+        count = (f"{len(chat.template.encode(chat.messages, **options).input_ids)} tokens"
                  if chat.template.has_tokenizer else f"{len(prompt.text)} characters (no tokenizer)")
         self.note(count)
 
