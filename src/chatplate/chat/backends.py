@@ -148,15 +148,13 @@ class LlamaCppBackend:
 
     def __init__(self, path: str | os.PathLike[str], *, n_ctx: int = 4096, **options: Any) -> None:
         try:
-            from llama_cpp import Llama
+            import llama_cpp
         except ImportError as exc:
             raise MissingDependencyError(
                 "the llama.cpp backend needs llama-cpp-python: pip install 'chatplate[llama-cpp]' (it compiles llama.cpp; "
                 "minutes)", extra="llama-cpp",
             ) from exc
-        self.model = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **options)
-        import llama_cpp
-
+        self.model = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **options)
         # llama.cpp's end-of-generation tokens (EOS, EOT, <|endoftext|>, <|eom_id|>, ...): it stops
         # on any of them, and a grammar, once complete, allows only them.
         if hasattr(llama_cpp, "llama_vocab_is_eog"):
@@ -172,6 +170,8 @@ class LlamaCppBackend:
         if sampling.seed is not None:
             self.model.set_seed(sampling.seed)
         stops = set(stop_ids) | {self.model.token_eos()}
+        if sampling.max_new_tokens <= 0:
+            return
         count = 0
         for token in self.model.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, reset=True,
                                          **sampling.extra):
