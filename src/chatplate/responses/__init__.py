@@ -5,32 +5,12 @@ machine (``parser``) reads every format; tool calls keep a status and their raw 
 """
 
 from ..messages import REASONING_FIELDS
+from . import events
 from .calls import ToolCall
 from .detection import detect_format
-from .events import (
-    ContentDelta,
-    ContentRetracted,
-    ReasoningDelta,
-    ResponseEvent,
-    ToolCallArgumentsDelta,
-    ToolCallDone,
-    ToolCallStarted,
-)
+from .events import *  # noqa: F403 - the event types, listed once in events.__all__
 from .formats import ResponseFormat
 from .parser import AssistantMessage, ResponseParser
 
-__all__ = [
-    "AssistantMessage",
-    "ResponseParser",
-    "ResponseFormat",
-    "ToolCall",
-    "detect_format",
-    "REASONING_FIELDS",
-    "ReasoningDelta",
-    "ContentDelta",
-    "ContentRetracted",
-    "ToolCallStarted",
-    "ToolCallArgumentsDelta",
-    "ToolCallDone",
-    "ResponseEvent",
-]
+__all__ = ["AssistantMessage", "ResponseParser", "ResponseFormat", "ToolCall", "detect_format", "REASONING_FIELDS"]
+__all__ += events.__all__
