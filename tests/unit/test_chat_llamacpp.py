@@ -192,3 +192,19 @@ def test_unforced_generation_ends(gguf_path: Path) -> None:
     observed = Observed(chat.backend)  # type: ignore[arg-type]
     assert chat.send("Hi")["role"] == "assistant"
     assert 1 <= len(observed.generated[0]) <= 5
+
+
+def test_context_limit(gguf_path: Path, t: chatplate.ChatTemplate) -> None:
+    # A context llama.cpp cannot hold the prompt in is a clear InputError, not llama_decode's code;
+    # a reply that fills the context ends there, like max_new_tokens.
+    backend = LlamaCppBackend(gguf_path, n_ctx=64)
+    size = backend.model.n_ctx()  # llama.cpp may round the context up
+    chat = Chat(template=t, backend=backend, sampling=Sampling(temperature=1.0, max_new_tokens=10 * size, seed=1))
+    prompt = t.encode([{"role": "user", "content": "Hi"}], add_generation_prompt=True).input_ids
+    observed = Observed(backend)
+    chat.send("Hi")
+    assert len(prompt) + len(observed.generated[0]) <= size
+    before = list(chat.messages)
+    with pytest.raises(chatplate.InputError, match=f"context of {size}"):
+        chat.send("word " * size)
+    assert chat.messages[: len(before)] == before

@@ -170,8 +170,16 @@ class LlamaCppBackend:
         if sampling.seed is not None:
             self.model.set_seed(sampling.seed)
         stops = set(stop_ids) | {self.model.token_eos()}
+        room = self.model.n_ctx() - len(tokens)
+        if room <= 0:
+            # llama.cpp itself would fail with a bare "llama_decode returned 1"
+            raise InputError(
+                f"the prompt is {len(tokens)} tokens but the model was loaded with a context of "
+                f"{self.model.n_ctx()}: load it with a larger n_ctx, or shorten the conversation (/clear, /undo)"
+            )
         if sampling.max_new_tokens <= 0:
             return
+        limit = min(sampling.max_new_tokens, room)  # a full context ends the reply like max_new_tokens
         count = 0
         for token in self.model.generate(tokens, temp=sampling.temperature, top_p=sampling.top_p, reset=True,
                                          **sampling.extra):
@@ -179,7 +187,7 @@ class LlamaCppBackend:
                 return  # the model's end of generation, not the template's end of turn: no text of the reply
             yield [int(token)]
             count += 1
-            if token in stops or count >= sampling.max_new_tokens:
+            if token in stops or count >= limit:
                 return
 
 

@@ -31,7 +31,7 @@ from .tokenizer import ChatTokenizer
 
 __all__ = [
     "SpanFinder", "RenderedExamples", "encode_conversations", "render_examples", "encode_rendered_examples", "batch_from",
-    "template_control_spans",
+    "template_control_spans", "template_markers",
 ]
 
 
@@ -161,7 +161,7 @@ class _Prompts:
     ) -> _Prompts:
         # The control tokens are needed for masks (end-of-turn markers) even when data is not
         # sanitized; data is marked only when it is.
-        control, marking = _markers(renderer, tokenizer, render_kwargs.get("tools"))
+        control, marking = template_markers(renderer, tokenizer, render_kwargs.get("tools"))
         return cls(renderer, render_kwargs, marking if sanitize else None, control, masks)
 
     def __call__(self, conversation: Any) -> tuple[str, list[tuple[int, int]] | None]:
@@ -217,7 +217,7 @@ def template_control_spans(
     return text, spans
 
 
-def _markers(renderer: Renderer, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
+def template_markers(renderer: Renderer, tokenizer: ChatTokenizer, tools: Any) -> tuple[Marker, Marking]:
     """The template's control tokens (its end-of-turn markers among them) and what data must
     not produce, by role: worked out once per tokenizer and template text (``prepare`` asks for
     every record, and a vocabulary with hundreds of special tokens took 30 us to sort and hash
