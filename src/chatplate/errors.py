@@ -17,7 +17,8 @@
      │    │    └── TemplateSecurityError  the sandbox stopped an unsafe operation
      │    ├── TemplateResourceError       a render went past a limit (limit, value, maximum)
      │    ├── TemplateRaisedError         the template called raise_exception(message)
-     │    └── MaskError                   the trained part of a turn cannot be found (index)
+     │    ├── MaskError                   the trained part of a turn cannot be found (index)
+     │    └── TrajectoryError             a sampled turn cannot be continued by the template
      ├── SourceError                      a template could not be loaded
      │    ├── TemplateNotFoundError (LookupError)   nothing found where we looked (looked_for)
      │    │    └── UnknownBuiltinError    no built-in by that name (suggestions)
@@ -65,6 +66,7 @@ __all__ = [
     "TemplateResourceError",
     "TemplateRaisedError",
     "MaskError",
+    "TrajectoryError",
     "SourceError",
     "TemplateNotFoundError",
     "UnknownBuiltinError",
@@ -244,6 +246,12 @@ class MaskError(TemplateError):
     what the model produces for it cannot be located. ``index`` is the message's."""
 
     index: int | None = None
+
+
+class TrajectoryError(TemplateError):
+    """A trajectory cannot be extended: the template renders the conversation so that where the
+    sampled turn ends cannot be found (it rewrites earlier messages once new ones follow, and no
+    shorter window of the conversation renders the turn on its own)."""
 
 
 class SourceError(ChatplateError):

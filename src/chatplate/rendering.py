@@ -292,6 +292,17 @@ class PrefixRenders:
                         return self.text[:head] + self._tail[0]
         return self._render(count, add_generation_prompt)
 
+    def message_start(self, count: int) -> int | None:
+        """Where in :attr:`text` the template's loop took message ``count`` (the end of what it
+        wrote for the messages before), or ``None`` where the recording cannot tell.
+
+        >>> r = Renderer({"default": "{% for m in messages %}<{{ m.content }}>{% endfor %}"})
+        >>> r.prefixes(r.prepare([{"role": "user", "content": "a"}] * 3)).message_start(2)
+        6
+        """
+        cut = self._recording.cut(count) if self._recording is not None else None
+        return cut[0] if cut is not None else None
+
     def _learn_tail(self, count: int) -> str | None:
         # Learnt from this prefix's own render, recorded: the answer for this prefix either way.
         self._tries -= 1

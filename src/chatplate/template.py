@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .responses.formats import ResponseFormat
     from .responses.stream import ResponseStream
+    from .trajectories import Trajectory
 
 __all__ = ["ChatTemplate", "RenderResult"]
 
@@ -398,6 +399,29 @@ class ChatTemplate:
         if not batched and return_tensors is None:
             batch = BatchEncoding({k: v[0] for k, v in batch.items()}, batch.encodings)
         return batch if return_dict else batch["input_ids"]
+
+    def trajectory(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Tool] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        now: datetime | None = None,
+        **variables: Any,
+    ) -> Trajectory:
+        """Start a token-in, token-out trajectory at ``messages``: ``.prompt_ids`` go to the
+        engine, ``.add_completion(ids)`` takes what it sampled, ``.extend(new_messages)`` gives
+        the next prompt with the sampled ids kept verbatim (see :mod:`chatplate.trajectories`).
+
+            traj = load("model-dir").trajectory([{"role": "user", "content": "Hi"}])
+            traj.add_completion(sampled_ids, logprobs)
+            next_ids = traj.extend([{"role": "tool", "content": "42"}])
+        """
+        from .trajectories import Trajectory
+
+        if variables:
+            self._warn_unused(tools, variables.keys(), "trajectory")
+        return Trajectory(self, messages, tools=tools, documents=documents, now=now, variables=variables)
 
     def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
         """Turn token ids back into text with the attached tokenizer, as transformers'

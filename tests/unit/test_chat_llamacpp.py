@@ -208,3 +208,60 @@ def test_context_limit(gguf_path: Path, t: chatplate.ChatTemplate) -> None:
     with pytest.raises(chatplate.InputError, match=f"context of {size}"):
         chat.send("word " * size)
     assert chat.messages[: len(before)] == before
+
+
+class _IdsServer:
+    """An OpenAI-compatible completions endpoint that takes token-id prompts, as vLLM and SGLang
+    do (llama-cpp-python's own server takes text only): llama.cpp generates from the ids it is
+    sent, over real HTTP on 127.0.0.1. It keeps every prompt it received."""
+
+    def __init__(self, gguf_path: Path, force: Force) -> None:
+        import http.server
+        import json
+        import threading
+
+        llama = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=512, verbose=False)
+        self.prompts: list[Any] = []
+        received = self.prompts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.append(body["prompt"])
+                if self.path != "/v1/completions" or not isinstance(body["prompt"], list):
+                    self.send_error(400, "this server takes token ids")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                stops = set(body.get("stop") or [])
+                tokens = llama.generate(body["prompt"], temp=0, reset=True, logits_processor=[force])
+                for _, token in zip(range(body["max_tokens"]), tokens):
+                    text = llama.detokenize([token], special=True).decode("utf-8", "replace")
+                    if text in stops or llama.token_eos() == token:
+                        break
+                    self.wfile.write(b"data: " + json.dumps({"choices": [{"text": text}]}).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_openai_backend_sends_token_ids(gguf_path: Path, t: chatplate.ChatTemplate) -> None:
+    from chatplate.chat import OpenAIBackend
+
+    force = Force(ids(t, "Hello there.<|im_end|>"))
+    served = _IdsServer(gguf_path, force)
+    try:
+        backend = OpenAIBackend(served.url, timeout=60)
+        chat = Chat(template=t, backend=backend, sampling=Sampling(temperature=0, max_new_tokens=32))
+        assert chat.send("Hi!") == {"role": "assistant", "content": "Hello there."}
+    finally:
+        served.server.shutdown()
+    # The server got chatplate's encoding as ids (never the text), and kept taking ids.
+    assert served.prompts == [t.encode([{"role": "user", "content": "Hi!"}], add_generation_prompt=True).input_ids]
+    assert backend.accepts_ids

@@ -259,9 +259,8 @@ class ChatTokenizer:
         """
         if not isinstance(skip_special_tokens, bool):
             raise InputError(f"decode: skip_special_tokens must be True or False, got {type(skip_special_tokens).__name__}")
-        token_ids = _token_ids(ids)
         # tokenizers' own default is to skip special tokens; transformers' is not to.
-        text = self.backend.decode(token_ids, skip_special_tokens=skip_special_tokens)
+        text = self.backend.decode(token_ids(ids), skip_special_tokens=skip_special_tokens)
         return _clean_up_tokenization(text) if self._cleans_up_spaces else text
 
     @cached_property
@@ -324,14 +323,14 @@ class ChatTokenizer:
 _MAX_ID = 2**32 - 1  # the Rust side holds ids as u32
 
 
-def _token_ids(ids: Any) -> list[int]:
+def token_ids(ids: Any, what: str = "decode") -> list[int]:
     """One sequence of ids as a list of ints, from a list, tuple, numpy array or torch tensor."""
     if not isinstance(ids, (list, tuple)) and hasattr(ids, "tolist") and not isinstance(ids, (str, bytes)):
         ids = ids.tolist()  # numpy and torch, without importing either
     if not isinstance(ids, (list, tuple)):
         hint = "; for a single id pass [id]" if isinstance(ids, int) else ""
         raise InputError(
-            f"decode: expected one sequence of token ids (a list or tuple of ints, or a 1-D numpy array or torch "
+            f"{what}: expected one sequence of token ids (a list or tuple of ints, or a 1-D numpy array or torch "
             f"tensor), got {type(ids).__name__}{hint}"
         )
     out = list(ids)
@@ -340,8 +339,10 @@ def _token_ids(ids: Any) -> list[int]:
             continue
         if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0):
             raise InputError(
-                f"decode: item {position} is a {type(value).__name__}, not a token id; decode takes one sequence, "
-                "so decode a batch row by row: [t.decode(row) for row in batch]"
+                f"{what}: item {position} is a {type(value).__name__}, not a token id; " + (
+                    "decode takes one sequence, so decode a batch row by row: [t.decode(row) for row in batch]"
+                    if what == "decode" else "pass one sequence"
+                )
             )
         try:
             if isinstance(value, bool):
@@ -349,11 +350,11 @@ def _token_ids(ids: Any) -> list[int]:
             out[position] = operator.index(value)  # numpy and torch integer scalars
         except TypeError:
             raise InputError(
-                f"decode: token ids must be ints; item {position} is {type(value).__name__} {value!r:.40}"
+                f"{what}: token ids must be ints; item {position} is {type(value).__name__} {value!r:.40}"
             ) from None
     if out and (min(out) < 0 or max(out) > _MAX_ID):
         bad = next(value for value in out if value < 0 or value > _MAX_ID)
-        raise InputError(f"decode: {bad} at position {out.index(bad)} is not a token id (ids are 0 to {_MAX_ID})")
+        raise InputError(f"{what}: {bad} at position {out.index(bad)} is not a token id (ids are 0 to {_MAX_ID})")
     return out
 
 
