@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ChatplateError, InputError, TrajectoryError
-from ..rendering import Prepared, common_prefix
+from ..rendering import common_prefix
 from ..safety import MARKS, START, has_markers, strip_markers
 from ..tokens.encoder import template_markers
 from ..tokens.encoding import encode_texts
@@ -219,7 +219,9 @@ class Trajectory:
             prompt = strip_markers(self._text[-_PARSE_CONTEXT:])
             message = dict(self.template.parse_response(text, prefix=prompt, tools=self._tools, **self._variables))
         elif not isinstance(message, Mapping) or message.get("role") != "assistant":
-            raise InputError(f"add_completion: message must be an assistant message (a dict with role 'assistant'), got {message!r:.80}")
+            raise InputError(
+                f"add_completion: message must be an assistant message (a dict with role 'assistant'), got {message!r:.80}"
+            )
         [prepared] = self._prepare([message], "add_completion(message=...)")
         self._completion = (len(self._ids), len(self._text), text)
         owner = len(self._messages)
@@ -483,12 +485,11 @@ class Trajectory:
         it does in the whole."""
         tokenizer = self.template.tokenizer
         ids, text = self._ids, self._text
-        token, char = start_token, start_char
         for index in range(start_token - 1, -1, -1):
             if ids[index] not in self._control_ids:
                 continue
             content = tokenizer.backend.id_to_token(ids[index])
-            found = text.rfind(content, 0, char)
+            found = text.rfind(content, 0, start_char)
             while found > 0 and text[found - 1] == START:  # data's copy, encoded as text
                 found = text.rfind(content, 0, found)
             if found < 0:
