@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .responses.formats import ResponseFormat
     from .responses.stream import ResponseStream
-    from .trajectories import Trajectory
+    from .trajectories import PrefixStability, Trajectory
 
 __all__ = ["ChatTemplate", "RenderResult"]
 
@@ -417,11 +417,29 @@ class ChatTemplate:
             traj.add_completion(sampled_ids, logprobs)
             next_ids = traj.extend([{"role": "tool", "content": "42"}])
         """
-        from .trajectories import Trajectory
+        from .trajectories import PrefixStability, Trajectory
 
         if variables:
             self._warn_unused(tools, variables.keys(), "trajectory")
         return Trajectory(self, messages, tools=tools, documents=documents, now=now, variables=variables)
+
+    def prefix_stability(
+        self, *, tools: Sequence[Tool] | None = None, now: datetime | None = None, **variables: Any
+    ) -> PrefixStability:
+        """Whether appending turns (tool results, user turns) keeps what the model saw as a
+        prefix of later prompts, probed before any rollout; where not, a witness per rewritten
+        field (past reasoning, an empty think block, tool calls, the turn's end, the date...)
+        and the template variable that fixes it, if any (see :mod:`chatplate.trajectories`).
+
+        >>> import chatplate
+        >>> chatplate.load("qwen2.5").prefix_stability().stable
+        True
+        """
+        from .trajectories import prefix_stability
+
+        if variables:
+            self._warn_unused(tools, variables.keys(), "prefix_stability")
+        return prefix_stability(self, tools=tools, now=now, **variables)
 
     def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
         """Turn token ids back into text with the attached tokenizer, as transformers'

@@ -281,3 +281,33 @@ def test_corpus_is_exercised() -> None:
             kinds.update(rollout.kinds)
     assert ran >= 0.9 * len(SOURCES), ran
     assert kinds == {"clean", "realign", "fork"}
+
+
+@pytest.mark.parametrize(("name", "source"), SOURCES, ids=[name for name, _ in SOURCES])
+def test_prefix_stability_report(name: str, source: Any) -> None:
+    # Each witness is checked by rendering its conversation again, and its fix by rendering with
+    # it; a template reported stable never forks in the canonical rollouts.
+    t = _template(source)
+    report = t.prefix_stability()
+    for witness in report.witnesses:
+        appended = {"tool result": {"role": "tool", "tool_call_id": "call00001", "content": "sunny, 24 C"},
+                    "user turn": {"role": "user", "content": "And tomorrow?"}}.get(witness.appended)
+        if appended is None:
+            assert witness.field == "date" and witness.fix is not None
+            continue
+
+        def holds(**variables: Any) -> bool:
+            render = lambda messages, prompt: t.render(  # noqa: E731
+                messages, tools=witness.tools, add_generation_prompt=prompt, **variables)
+            conversation = witness.conversation
+            prompt, closed = render(conversation[:-1], True), render(conversation, False)
+            return closed.startswith(prompt) and render(conversation + [appended], True).startswith(closed)
+
+        assert not holds()
+        assert witness.before != witness.after
+        if witness.fix is not None:
+            assert holds(**witness.fix)
+    if report.stable:
+        for scenario in SCENARIOS:
+            rollout = _run(t, scenario, _canonical)
+            assert rollout is None or "fork" not in rollout.kinds, (scenario, rollout.kinds)

@@ -5,6 +5,7 @@ writes between turns; :func:`prefix_stability` tells, before any rollout, whethe
 keeps earlier renders as a prefix when turns are appended.
 """
 
+from .stability import PrefixStability, Witness, prefix_stability
 from .trajectory import Extension, Trajectory
 
-__all__ = ["Trajectory", "Extension"]
+__all__ = ["Trajectory", "Extension", "PrefixStability", "Witness", "prefix_stability"]

@@ -26,7 +26,7 @@ The end-of-turn markers are the template's own, found by probing what it renders
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -217,7 +217,8 @@ class Trajectory:
         text = after[len(before):] if after.startswith(before) else tokenizer.decode(sampled)
         if message is None:
             prompt = strip_markers(self._text[-_PARSE_CONTEXT:])
-            message = dict(self.template.parse_response(text, prefix=prompt, tools=self._tools, **self._variables))
+            body = _strip_stop(text, tokenizer.special_tokens.difference(self._stops))
+            message = dict(self.template.parse_response(body, prefix=prompt, tools=self._tools, **self._variables))
         elif not isinstance(message, Mapping) or message.get("role") != "assistant":
             raise InputError(
                 f"add_completion: message must be an assistant message (a dict with role 'assistant'), got {message!r:.80}"
@@ -577,6 +578,18 @@ def _token_start(text: str, position: int, tokens: Sequence[str]) -> int:
 def _find_first(text: str, needles: Sequence[str], start: int, end: int) -> tuple[int, int] | None:
     found = [(i, i + len(n)) for n in needles if (i := text.find(n, start, end)) >= 0]
     return min(found) if found else None
+
+
+def _strip_stop(text: str, tokens: AbstractSet[str]) -> str:
+    """``text`` without the special tokens it ends with (a stop other than the template's end of
+    turn, which the parser does not know and would keep as content)."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for token in tokens:
+            if token and text.endswith(token):
+                text, stripped = text[: -len(token)], True
+    return text
 
 
 def _only_tokens(text: str, tokens: Sequence[str]) -> bool:
