@@ -171,6 +171,12 @@ THINK_PROMPT = STABLE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|
 EOS_AT_END = STABLE.replace("{% if add_generation_prompt %}", "{% if not add_generation_prompt %}</s>{% endif %}"
                             "{% if add_generation_prompt %}")
 
+RETURN_AT_END = (
+    "{% for m in messages %}<|start|>{{ m.role }}<|message|>{{ m.content }}"
+    "{% if m.role == 'assistant' and loop.last %}<|return|>{% else %}<|end|>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant<|message|>{% endif %}"
+)
+
 
 def test_stable_template() -> None:
     report = chatplate.ChatTemplate(STABLE).prefix_stability()
@@ -206,9 +212,17 @@ def test_generation_prompt_opens_what_history_omits() -> None:
     assert ("user turn", "generation prompt") in fields
 
 
-def test_text_written_after_the_last_message_only() -> None:
-    [witness, *_] = chatplate.ChatTemplate(EOS_AT_END, eos_token="</s>").prefix_stability().witnesses
-    assert witness.field == "turn end" and witness.before.startswith("</s>")
+def test_text_after_the_last_turn_only_is_never_sampled() -> None:
+    # An EOS written after the last message (to train on) ends no prompt the model continues.
+    assert chatplate.ChatTemplate(EOS_AT_END, eos_token="</s>").prefix_stability().stable
+
+
+def test_turn_end_rewritten() -> None:
+    # The last turn ends with <|return|>, the same turn in history with <|end|> (gpt-oss does).
+    t = chatplate.ChatTemplate(RETURN_AT_END)
+    assert "<|return|>" in t.response_format.stops
+    witness = t.prefix_stability().witnesses[0]
+    assert witness.field == "turn end" and witness.before.startswith("<|return|>") and witness.after.startswith("<|end|>")
 
 
 def test_trajectory_reports_the_reasoning_fork(t: chatplate.ChatTemplate) -> None:

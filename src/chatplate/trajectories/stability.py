@@ -156,7 +156,11 @@ class _Probe:
             before = common_prefix(self.render(conversation[:-1], False, **extra), prompt)
             field = "generation prompt" if opened >= before else "earlier message"
             return self._witness(kind, conversation, field, prompt, closed, opened)
-        if later.startswith(closed):
+        # What the model samples ends at the template's end-of-turn marker: text the template
+        # writes after the last turn only (an EOS to train on) is never in a later prompt.
+        stops = self.template.detect_response_format(**{**self.variables, **extra}).stops
+        ends = [found + len(stop) for stop in stops if (found := closed.find(stop, len(prompt))) >= 0]
+        if later.startswith(closed[: min(ends, default=len(closed))]):
             return True
         part = common_prefix(closed, later)
         turn_start = common_prefix(self.render(conversation[:-1], False, **extra), closed)
@@ -182,7 +186,9 @@ class _Probe:
                  part: int) -> Witness:
         # Shown from the start of a marker the two texts part inside (``<|`` of ``<|end|>``).
         template = self.template
-        markers = [token for token in (template.bos_token, template.eos_token, *template.special_tokens.values()) if token]
+        stops = template.detect_response_format(**self.variables).stops
+        markers = [token for token in (template.bos_token, template.eos_token, *template.special_tokens.values(), *stops)
+                   if token]
         if template.has_tokenizer:
             markers += list(template.tokenizer.added_tokens)
         part = min((i for token in markers if 0 <= (i := before.find(token, max(0, part - len(token) + 1), part + len(token)))

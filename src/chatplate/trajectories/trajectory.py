@@ -316,60 +316,84 @@ class Trajectory:
         clean = [_clean_position(text, end) for end in ends]
         return [_owner(start, clean, 0) for start, _ in offsets]
 
-    def _windows(self, completed: int) -> list[tuple[list[int], int]]:
-        """The messages to render before the completed turn, with how many of them open the
-        window (the rest must render as the trajectory's tail did; 0: nothing to check).
+    def _windows(self, completed: int) -> tuple[list[int], list[int] | None, int]:
+        """The messages to render before the completed turn: a window, a shorter one, and how
+        many messages open them (the system message and the last user message).
 
-        The system message and the last user message, then the round before the completed
-        turn; the same without that round; the whole conversation; and last the short window
-        unchecked (a turn that continues a tool round renders after a user message too)."""
+        The window holds the round before the completed turn, which must render as the
+        trajectory's tail did; the shorter one drops it. Either is ``None`` when it would be
+        the whole conversation (which is then rendered instead)."""
         chat = self._chat
         roles = [message.get("role") for message in chat]
         head = [0] if completed > 0 and roles[0] in ("system", "developer") else []
         user = next((i for i in range(completed - 1, len(head) - 1, -1) if roles[i] == "user"), None)
         whole = list(range(completed))
         if user is None:
-            return [(whole, 0)]
+            return whole, None, 0
         opening = head + [user]
         previous = next((i for i in range(completed - 1, user, -1) if roles[i] == "assistant"), None)
-        rest = list(range(previous if previous is not None else user + 1, completed))
-        windows = [(opening + rest, len(opening))] if opening + rest != whole else []
-        if rest:
-            windows.append((opening, len(opening)))
-        windows.append((whole, 0))
-        if rest:
-            windows.append((opening, 0))
-        return windows
+        window = opening + list(range(previous if previous is not None else user + 1, completed))
+        return window, (opening if opening != window else None), len(opening)
 
     def _continuation(self, added: list[dict[str, Any]], start_char: int, sampled: str) -> _Continuation:
+        """What the template writes after the sampled turn, from the first of these renders that
+        holds: the window, checked against the trajectory's tail; if the new messages rewrite
+        history in it, the shorter window after the same check; the whole conversation; and
+        last the shorter window unchecked (a turn that continues a tool round, as Gemma 4's do,
+        renders after a user message too). A window that does not reproduce the tail means the
+        template renders a part of the conversation differently from the whole (a counter of
+        tool calls, say): the whole conversation is rendered then."""
         chat = self._chat
         completed = len(chat) - 1
-        rewritten = False
-        windows = self._windows(completed)
-        for number, (window, opening) in enumerate(windows):
-            before = [chat[i] for i in window]
-            after = before + [chat[completed]] + added
-            try:
-                prompt = self._render(before, True)
-                render = self._render(after, True)
-                if opening and not self._reproduces(before[:opening], prompt, start_char):
-                    continue
-                ends = self._message_ends(after, render, len(before))
-                differ = common_prefix(prompt, render)
-                if differ < len(prompt):
-                    # Where the messages before the turn end (what the template writes after its
-                    # loop aside): a render departing before that rewrites history.
-                    told = common_prefix(self._render(before, False), self._render(after[: len(before) + 1], False))
-                    if differ < told:
-                        rewritten = True
-                        continue
-            except ChatplateError:
-                if len(window) == completed and number == len(windows) - 1:
-                    raise
-                continue
-            cut, boundary = self._meet(prompt[differ:] + sampled, render, differ, ends[0])
-            return _Continuation(render, cut, render[cut:], boundary, rewritten, ends)
+        window, short, opening = self._windows(completed)
+        whole = list(range(completed))
+        tries = []
+        if window != whole:
+            found = self._try_window(window, opening, added, start_char, sampled)
+            if isinstance(found, _Continuation):
+                return found
+            tries.append(found)
+            if found == "rewritten" and short is not None:
+                tries.append(self._try_window(short, opening, added, start_char, sampled))
+        if not isinstance(tries[-1] if tries else None, _Continuation):
+            tries.append(self._try_window(whole, 0, added, start_char, sampled))
+        if tries[-1] == "rewritten" and short is not None:
+            tries.append(self._try_window(short, 0, added, start_char, sampled))
+        found = tries[-1]
+        if isinstance(found, _Continuation):
+            found.rewritten = "rewritten" in tries
+            return found
         return self._continuation_from_end(chat + added, completed, sampled)
+
+    def _try_window(
+        self, indices: list[int], checked: int, added: list[dict[str, Any]], start_char: int, sampled: str
+    ) -> _Continuation | str:
+        """The continuation from one window, or why not: ``"rewritten"`` (the new messages change
+        how earlier ones render), ``"differs"`` (the window does not render as the trajectory's
+        tail) or ``"refused"`` (the template raised)."""
+        chat = self._chat
+        completed = len(chat) - 1
+        before = [chat[i] for i in indices]
+        after = before + [chat[completed]] + added
+        try:
+            prompt = self._render(before, True)
+            render = self._render(after, True)
+            if checked and not self._reproduces(before[:checked], prompt, start_char):
+                return "differs"
+            ends = self._message_ends(after, render, len(before))
+            differ = common_prefix(prompt, render)
+            if differ < len(prompt):
+                # Where the messages before the turn end (what the template writes after its
+                # loop aside): a render departing before that rewrites history.
+                told = common_prefix(self._render(before, False), self._render(after[: len(before) + 1], False))
+                if differ < told:
+                    return "rewritten"
+        except ChatplateError:
+            if len(indices) == completed:
+                raise
+            return "refused"
+        cut, boundary = self._meet(prompt[differ:] + sampled, render, differ, ends[0])
+        return _Continuation(render, cut, render[cut:], boundary, False, ends)
 
     def _continuation_from_end(self, after: list[dict[str, Any]], completed: int, sampled: str) -> _Continuation:
         """The continuation when every window rewrites earlier messages (Mistral moves the system
