@@ -38,14 +38,15 @@ def test_every_error_and_warning_class_is_exported_under_one_base() -> None:
 
 
 # Each layer imports only the layers under it: engine and messages, then rendering, then tokens,
-# then training; ChatTemplate (template.py), sources and the command line sit on top.
+# then training, responses and trajectories; ChatTemplate (template.py), sources and the chat
+# loop, then the command line, sit on top.
 LAYERS = {
     "chatplate.engine": 0, "chatplate.messages": 0, "chatplate.safety": 0, "chatplate.limits": 0,
     "chatplate.errors": 0, "chatplate.tools": 0,
     "chatplate.rendering": 1,
     "chatplate.tokens": 2,
-    "chatplate.training": 3,
-    "chatplate.template": 4, "chatplate.sources": 4, "chatplate.cli": 5,
+    "chatplate.training": 3, "chatplate.responses": 3, "chatplate.trajectories": 3,
+    "chatplate.template": 4, "chatplate.sources": 4, "chatplate.chat": 4, "chatplate.cli": 5,
 }
 
 
