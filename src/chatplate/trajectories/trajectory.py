@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ChatplateError, InputError, TrajectoryError
-from ..rendering import common_prefix
+from ..rendering import PrefixRenders, common_prefix
 from ..safety import MARKS, START, has_markers, strip_markers
 from ..tokens.encoder import template_markers
 from ..tokens.encoding import encode_texts
@@ -347,22 +347,26 @@ class Trajectory:
         completed = len(chat) - 1
         window, short, opening = self._windows(completed)
         whole = list(range(completed))
-        tries = []
+        rewritten = False
         if window != whole:
             found = self._try_window(window, opening, added, start_char, sampled)
             if isinstance(found, _Continuation):
                 return found
-            tries.append(found)
             if found == "rewritten" and short is not None:
-                tries.append(self._try_window(short, opening, added, start_char, sampled))
-        if not isinstance(tries[-1] if tries else None, _Continuation):
-            tries.append(self._try_window(whole, 0, added, start_char, sampled))
-        if tries[-1] == "rewritten" and short is not None:
-            tries.append(self._try_window(short, 0, added, start_char, sampled))
-        found = tries[-1]
+                rewritten = True
+                found = self._try_window(short, opening, added, start_char, sampled)
+                if isinstance(found, _Continuation):
+                    found.rewritten = True
+                    return found
+        found = self._try_window(whole, 0, added, start_char, sampled)
         if isinstance(found, _Continuation):
-            found.rewritten = "rewritten" in tries
+            found.rewritten = found.rewritten or rewritten
             return found
+        if found == "rewritten" and short is not None:
+            found = self._try_window(short, 0, added, start_char, sampled)
+            if isinstance(found, _Continuation):
+                found.rewritten = True
+                return found
         return self._continuation_from_end(chat + added, completed, sampled)
 
     def _try_window(
@@ -377,10 +381,11 @@ class Trajectory:
         after = before + [chat[completed]] + added
         try:
             prompt = self._render(before, True)
-            render = self._render(after, True)
+            prefixes = self._prefixes(after)
+            render = prefixes.text
             if checked and not self._reproduces(before[:checked], prompt, start_char):
                 return "differs"
-            ends = self._message_ends(after, render, len(before))
+            ends = self._message_ends(after, prefixes, len(before))
             differ = common_prefix(prompt, render)
             if differ < len(prompt):
                 # Where the messages before the turn end (what the template writes after its
@@ -400,7 +405,8 @@ class Trajectory:
         prompt to the last user message): what follows the completed turn is what the whole
         render shares, from its end, with the render of the same conversation whose completed
         turn says something else."""
-        render = self._render(after, True)
+        prefixes = self._prefixes(after)
+        render = prefixes.text
         try:
             other = self._render(after[:completed] + [_altered(after[completed])] + after[completed + 1:], True)
         except ChatplateError as exc:
@@ -417,7 +423,7 @@ class Trajectory:
         close = next((stop for stop in self._stops if render.startswith(stop, cut)), None)
         if close is not None and any(sampled.endswith(token) for token in self._stops + self._control.control):
             cut += len(close)  # the model's stop closed the turn
-        ends = [cut] + self._message_ends(after, render, completed + 1)[1:]
+        ends = [cut] + self._message_ends(after, prefixes, completed + 1)[1:]
         ends = [max(end, cut) for end in ends]
         return _Continuation(render, cut, render[cut:], "rewritten", True, ends)
 
@@ -445,15 +451,19 @@ class Trajectory:
         stopped = any(ours.endswith(token) for token in controls)
         return (close[1] if stopped else close[0]), "rewritten"
 
-    def _message_ends(self, after: list[dict[str, Any]], render: str, completed: int) -> list[int]:
-        """Where the completed turn and each new message end in ``render`` (the last: where the
-        generation prompt begins): where the template's loop took the next message, from a
-        recorded render; else where renders of the window without a generation prompt part."""
-        prefixes = self.template.renderer.prefixes(replace(self._prepared, chat=after, add_generation_prompt=True))
-        recorded = prefixes.text == render
+    def _prefixes(self, after: list[dict[str, Any]]) -> PrefixRenders:
+        """``after`` rendered with a generation prompt, recorded where the template allows, so
+        that where each message ends can be read from the same render."""
+        return self.template.renderer.prefixes(replace(self._prepared, chat=after, add_generation_prompt=True))
+
+    def _message_ends(self, after: list[dict[str, Any]], prefixes: PrefixRenders, completed: int) -> list[int]:
+        """Where the completed turn and each new message end in the render (the last: where the
+        generation prompt begins): where the template's loop took the next message; else where
+        renders of the window without a generation prompt part from it."""
+        render = prefixes.text
         ends = []
         for count in range(completed + 1, len(after) + 1):
-            start = prefixes.message_start(count) if recorded and count < len(after) else None
+            start = prefixes.message_start(count) if count < len(after) else None
             if start is None:
                 try:
                     start = self._token_start(render, common_prefix(self._render(after[:count], False), render))
