@@ -293,7 +293,11 @@ def test_prefix_stability_report(name: str, source: Any) -> None:
         appended = {"tool result": {"role": "tool", "tool_call_id": "call00001", "content": "sunny, 24 C"},
                     "user turn": {"role": "user", "content": "And tomorrow?"}}.get(witness.appended)
         if appended is None:
-            assert witness.field == "date" and witness.fix is not None
+            if witness.appended == "nothing":  # the closed turn does not show the reasoning it was given
+                closed = t.render(witness.conversation, tools=witness.tools)
+                assert witness.conversation[-1]["reasoning_content"] not in closed
+            else:
+                assert witness.field == "date" and witness.fix is not None
             continue
 
         def holds(**variables: Any) -> bool:

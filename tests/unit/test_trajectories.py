@@ -243,3 +243,19 @@ def test_trajectory_reports_the_reasoning_fork(t: chatplate.ChatTemplate) -> Non
     assert kept.extensions[-1].kind == "clean"
 
 
+
+
+def test_own_reasoning_dropped_once_closed() -> None:
+    # Reasoning is kept only after the last answer without tool calls (Kimi K2 Thinking's rule):
+    # a final answer's own reasoning is gone from the closed turn.
+    template = chatplate.ChatTemplate(
+        "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == 'assistant' and not m.tool_calls %}"
+        "{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{% for m in messages %}<|im_start|>{{ m.role }}\n"
+        "{% if m.role == 'assistant' %}<think>{{ m.reasoning_content if loop.index0 > ns.last else '' }}</think>"
+        "{% endif %}{{ m.content }}{% for c in m.tool_calls or [] %}<call>{{ c.function.name }}</call>{% endfor %}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    witnesses = {w.field: w for w in template.prefix_stability().witnesses}
+    assert witnesses["own reasoning"].appended == "nothing"
+    assert witnesses["own reasoning"].before.startswith("First I check")
+    assert "once the turn is closed" in str(witnesses["own reasoning"])

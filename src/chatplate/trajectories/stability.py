@@ -9,6 +9,7 @@ before and after, with the template variable that fixes it where one does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,11 +48,12 @@ _EXCERPT = 40
 class Witness:
     """One way a template breaks the prefix property, on the smallest conversation showing it.
 
-    ``appended``: what was appended (``"tool result"``, ``"user turn"``, or ``"time"`` for a
-    render that changes with the clock); ``conversation``: the messages up to and including the
+    ``appended``: what was appended (``"tool result"``, ``"user turn"``, ``"time"`` for a
+    render that changes with the clock, or ``"nothing"``: the closed turn itself drops what the
+    model sampled); ``conversation``: the messages up to and including the
     assistant turn; ``field``: what is rewritten (``"generation prompt"``, ``"past reasoning"``,
     ``"empty think block"``, ``"tool calls"``, ``"earlier message"``, ``"turn end"``,
-    ``"assistant turn"``, ``"date"``); ``before``/``after``: the text from where the renders part, before and after
+    ``"assistant turn"``, ``"own reasoning"``, ``"date"``); ``before``/``after``: the text from where the renders part, before and after
     appending; ``fix``: template variables (or ``now``) under which the property holds, if any;
     ``tools``: the tools the conversation was rendered with.
     """
@@ -67,8 +69,9 @@ class Witness:
 
     def __str__(self) -> str:
         fix = f"; fixed by {', '.join(f'{k}={v!r}' for k, v in self.fix.items())}" if self.fix else ""
-        return (f"appending a {self.appended}: {self.field} rewritten at character {self.position}: "
-                f"{self.before!r} becomes {self.after!r}{fix}")
+        when = {"nothing": "once the turn is closed", "time": "on another day"}.get(
+            self.appended, f"appending a {self.appended}")
+        return f"{when}: {self.field} rewritten at character {self.position}: {self.before!r} becomes {self.after!r}{fix}"
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,27 @@ def prefix_stability(
     witnesses: list[Witness] = []
     probed: list[str] = []
     seen: set[tuple[str, str]] = set()
+    reasoning: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for assistant, appended, conversation in _probes():
         found = probe.check(conversation, _APPENDED[appended], assistant, appended)
+        if found is None and conversation[-1].get("tool_calls"):
+            conversation = _string_arguments(conversation)  # templates that take arguments as JSON text
+            found = probe.check(conversation, _APPENDED[appended], assistant, appended)
         if found is None:
             continue
         if f"{assistant} + {appended}" not in probed:
             probed.append(f"{assistant} + {appended}")
+        shown = probe.shows_reasoning(conversation)
+        if shown is not None:
+            reasoning[shown].append(conversation)
         if found is not True and (found.appended, found.field) not in seen:
             seen.add((found.appended, found.field))
-            witnesses.append(_with_fix(probe, found, conversation))
+            witnesses.append(_with_fix(probe, found, conversation, assistant))
+    if reasoning[True] and reasoning[False]:
+        # The template renders reasoning, but not this turn's once it is closed (Kimi K2 Thinking
+        # keeps it only after the last answer without tool calls): what the model sampled in
+        # the turn is gone from the next prompt.
+        witnesses.append(probe.hidden_reasoning(reasoning[False][0]))
     date = probe.clock()
     if date is not None:
         witnesses.append(date)
@@ -166,6 +181,23 @@ class _Probe:
         turn_start = common_prefix(self.render(conversation[:-1], False, **extra), closed)
         return self._witness(kind, conversation, _rewritten(message, closed, later, part, turn_start), closed, later, part)
 
+    def shows_reasoning(self, conversation: list[dict[str, Any]]) -> bool | None:
+        """Whether the closed turn shows its reasoning (``None``: it has none, or does not render)."""
+        reasoning = conversation[-1].get("reasoning_content")
+        if not reasoning:
+            return None
+        try:
+            turn = self.render(conversation, False)[len(self.render(conversation[:-1], False)):]
+        except ChatplateError:
+            return None
+        return reasoning in turn
+
+    def hidden_reasoning(self, conversation: list[dict[str, Any]]) -> Witness:
+        closed = self.render(conversation, False)
+        start = common_prefix(self.render(conversation[:-1], False), closed)
+        witness = self._witness("nothing", conversation, "own reasoning", closed, closed, start)
+        return Witness(**{**witness.__dict__, "before": conversation[-1]["reasoning_content"][:_EXCERPT]})
+
     def clock(self) -> Witness | None:
         """A render that depends on the date (a rollout crossing midnight changes its prompt)."""
         if self.now is not None:
@@ -197,6 +229,13 @@ class _Probe:
                        after[part:part + _EXCERPT], tools=self.tools)
 
 
+def _string_arguments(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    message = conversation[-1]
+    calls = [{**call, "function": {**call["function"], "arguments": json.dumps(call["function"]["arguments"])}}
+             for call in message["tool_calls"]]
+    return [*conversation[:-1], {**message, "tool_calls": calls}]
+
+
 def _rewritten(message: dict[str, Any], closed: str, later: str, part: int, turn_start: int) -> str:
     """Which field the later render rewrites, where it parts from the closed one at ``part``."""
     if part < turn_start:
@@ -219,14 +258,13 @@ def _call_names(message: dict[str, Any]) -> list[str]:
     return [call["function"]["name"] for call in message.get("tool_calls") or []]
 
 
-def _with_fix(probe: _Probe, witness: Witness, conversation: list[dict[str, Any]]) -> Witness:
+def _with_fix(probe: _Probe, witness: Witness, conversation: list[dict[str, Any]], assistant: str) -> Witness:
     """The witness, with the first template variable whose value makes the probe stable."""
     source = probe.template.renderer.source(probe.tools)
     candidates = sorted(engine.read_variables(source) - _GIVEN - set(probe.variables))
     appended = _APPENDED.get(witness.appended)
     if appended is None:
         return witness
-    assistant = next(name for name, message in _ASSISTANTS.items() if message is conversation[-1])
     for name in candidates:
         for value in (True, False):
             if probe.check(conversation, appended, assistant, witness.appended, **{name: value}) is True:
