@@ -50,12 +50,12 @@ class Witness:
 
     ``appended``: what was appended (``"tool result"``, ``"user turn"``, ``"time"`` for a
     render that changes with the clock, or ``"nothing"``: the closed turn itself drops what the
-    model sampled); ``conversation``: the messages up to and including the
-    assistant turn; ``field``: what is rewritten (``"generation prompt"``, ``"past reasoning"``,
-    ``"empty think block"``, ``"tool calls"``, ``"earlier message"``, ``"turn end"``,
-    ``"assistant turn"``, ``"own reasoning"``, ``"date"``); ``before``/``after``: the text from where the renders part, before and after
-    appending; ``fix``: template variables (or ``now``) under which the property holds, if any;
-    ``tools``: the tools the conversation was rendered with.
+    model sampled); ``conversation``: the messages up to and including the assistant turn;
+    ``field``: what is rewritten (``"generation prompt"``, ``"past reasoning"``, ``"empty think
+    block"``, ``"tool calls"``, ``"earlier message"``, ``"turn end"``, ``"assistant turn"``,
+    ``"own reasoning"``, ``"date"``); ``before``/``after``: the text from where the renders
+    part, before and after appending; ``fix``: template variables (or ``now``) under which the
+    property holds, if any; ``tools``: the tools the conversation was rendered with.
     """
 
     appended: str
