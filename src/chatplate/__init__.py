@@ -19,6 +19,7 @@ from .template import ChatTemplate, RenderResult
 from .tokens import BatchEncoding, ChatTokenizer, Encoding
 from .tools import get_json_schema
 from .training import PrepareSummary, prepare, prepare_dataset
+from .trajectories import PrefixStability, Trajectory
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,8 @@ __all__ = [
     "RenderResult",
     "Chat",
     "Sampling",
+    "Trajectory",
+    "PrefixStability",
     "Limits",
     "Encoding",
     "BatchEncoding",

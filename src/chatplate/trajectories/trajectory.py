@@ -27,7 +27,7 @@ The end-of-turn markers are the template's own, found by probing what it renders
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set as AbstractSet
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -71,20 +71,19 @@ class Extension:
     position: int | None
     start: int
     boundary: Boundary
-    kept_ids: tuple[int, ...] = ()
-    rendered_ids: tuple[int, ...] = ()
+    kept_ids: tuple[int, ...] = field(default=(), repr=False)
+    rendered_ids: tuple[int, ...] = field(default=(), repr=False)
 
 
 @dataclass
 class _Continuation:
     """What the template writes after the sampled turn, found in one render of a window."""
 
-    render: str  # the window's render with the new messages and a generation prompt (marked)
-    cut: int  # where in ``render`` the continuation begins
-    text: str  # render[cut:]: the continuation
+    cut: int  # where in the window's render (new messages, generation prompt) the continuation begins
+    text: str  # the continuation: the render from ``cut`` (marked)
     boundary: Boundary
     rewritten: bool  # the new messages changed how earlier messages render
-    ends: list[int]  # in ``render``: where the completed turn and each new message end
+    ends: list[int]  # in the render: where the completed turn and each new message end
 
 
 class Trajectory:
@@ -398,7 +397,7 @@ class Trajectory:
                 raise
             return "refused"
         cut, boundary = self._meet(prompt[differ:] + sampled, render, differ, ends[0])
-        return _Continuation(render, cut, render[cut:], boundary, False, ends)
+        return _Continuation(cut, render[cut:], boundary, False, ends)
 
     def _continuation_from_end(self, after: list[dict[str, Any]], completed: int, sampled: str) -> _Continuation:
         """The continuation when every window rewrites earlier messages (Mistral moves the system
@@ -425,7 +424,7 @@ class Trajectory:
             cut += len(close)  # the model's stop closed the turn
         ends = [cut] + self._message_ends(after, prefixes, completed + 1)[1:]
         ends = [max(end, cut) for end in ends]
-        return _Continuation(render, cut, render[cut:], "rewritten", True, ends)
+        return _Continuation(cut, render[cut:], "rewritten", True, ends)
 
     def _reproduces(self, opening: list[dict[str, Any]], prompt: str, start_char: int) -> bool:
         """Whether ``prompt`` (a window's render) ends as the trajectory's prompt does, from the
