@@ -130,9 +130,9 @@ class Trajectory:
         self._ids = list(encoding.input_ids)
         self._sampled = [0] * len(self._ids)
         self._logprobs: list[float | None] = [None] * len(self._ids)
+        self._stops = tuple(template.detect_response_format(**self._variables).stops)
         self._owners = self._initial_owners(encoding.offsets or [])
         self._prompt_tokens = len(self._ids)
-        self._stops = tuple(template.detect_response_format(**self._variables).stops)
         self._control_ids = {tokenizer.token_id(token) for token in self._control.control} - {None}
         # The completion waiting for extend: (first token, first character, its text).
         self._completion: tuple[int, int, str] | None = None
@@ -297,22 +297,10 @@ class Trajectory:
             raise type(exc)(f"{what}: {exc}") from exc
 
     def _initial_owners(self, offsets: list[tuple[int, int]]) -> list[int]:
-        """Each prompt token's message, from where renders of the conversation's prefixes part."""
-        chat, text = self._chat, self._text
-        ends: list[int] = []
-        previous: str | None = None
-        for count in range(1, len(chat) + 1):
-            try:
-                current = self._render(chat[:count], False)
-            except ChatplateError:
-                current = None
-            if previous is not None and current is not None:
-                ends.append(common_prefix(previous, current))
-            elif ends:
-                ends.append(ends[-1])
-            previous = current
-        ends.append(common_prefix(previous, text) if previous is not None else len(text))
-        clean = [_clean_position(text, end) for end in ends]
+        """Each prompt token's message, from where each message ends in the prompt's render."""
+        prefixes = self._prefixes(self._chat)
+        ends = self._message_ends(self._chat, prefixes, 0) if prefixes.text == self._text else [len(self._text)]
+        clean = [_clean_position(self._text, end) for end in ends]
         return [_owner(start, clean, 0) for start, _ in offsets]
 
     def _windows(self, completed: int) -> tuple[list[int], list[int] | None, int]:
