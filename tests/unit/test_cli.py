@@ -391,3 +391,26 @@ def test_quiet_prepare_prints_only_the_summary(tmp_path: Path, capsys: pytest.Ca
     lines = result.stderr.splitlines()
     assert lines[0].startswith("rows read 1, written 1") and lines[-1].startswith("output: ") and len(lines) == 4, lines
     assert "0.00" not in result.stderr and "tokens/s" in lines[2]
+
+
+DROPS_REASONING = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.reasoning_content and (keep or loop.last) %}"
+    "<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_stability(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "stability", "--template", "chatml")
+    assert (code, err) == (0, "") and out.startswith("prefix-stable (content + user turn")
+    template = write(tmp_path, "drops.jinja", DROPS_REASONING)
+    code, out, err = run(capsys, "stability", "--template", template)
+    assert code == 0 and out.startswith("not prefix-stable:")
+    assert "appending a user turn: past reasoning rewritten" in out and "'<think>First I check" in out
+    assert "fixed by keep=True" in out
+    code, out, _ = run(capsys, "stability", "--template", template, "--var", "keep=true")
+    assert out.startswith("prefix-stable")
+    code, out, _ = run(capsys, "stability", "--template", template, "--json")
+    report = json.loads(out)
+    assert report["stable"] is False and {w["field"] for w in report["witnesses"]} == {"past reasoning"}
+    assert all(w["fix"] == {"keep": True} and w["conversation"][-1]["role"] == "assistant" for w in report["witnesses"])

@@ -474,6 +474,32 @@ def build_app() -> typer.Typer:
             )
         console.print(str(summary), markup=False, soft_wrap=True)
 
+    @command(cls=_Command)
+    def stability(
+        template: TemplateOpt = DEFAULT_BUILTIN,
+        name: NameOpt = None,
+        revision: RevisionOpt = None,
+        fallback: FallbackOpt = None,
+        tools: ToolsOpt = None,
+        var: VarOpt = None,
+        now: NowOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        """Whether appending tool results and user turns keeps what the model saw as a prefix of
+        later prompts (what token-in, token-out RL needs); where not, what is rewritten and the
+        variable that fixes it."""
+        when, variables = parse_now(now), parse_variables(var or [])
+        chat_template = load_template(template, name=name, revision=revision, fallback=fallback)
+        report = chat_template.prefix_stability(tools=read_tools(tools) if tools is not None else None, now=when, **variables)
+        if as_json:
+            rows = [
+                {key: value for key, value in witness.__dict__.items() if key != "tools"} for witness in report.witnesses
+            ]
+            data = {"stable": report.stable, "probed": report.probed, "witnesses": rows}
+            sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+        else:
+            sys.stdout.write(f"{report}\n")
+
     @command("list", cls=_Command)
     def list_command(
         as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,

@@ -225,6 +225,8 @@ class _Probe:
             markers += list(template.tokenizer.added_tokens)
         part = min((i for token in markers if 0 <= (i := before.find(token, max(0, part - len(token) + 1), part + len(token)))
                     < part), default=part)
+        while part > 0 and before[part - 1] in "<[|":  # markers unknown to the template: ``<`` of ``<think>``
+            part -= 1
         return Witness(kind, [dict(m) for m in conversation], field, part, before[part:part + _EXCERPT],
                        after[part:part + _EXCERPT], tools=self.tools)
 
