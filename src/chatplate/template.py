@@ -417,7 +417,7 @@ class ChatTemplate:
             traj.add_completion(sampled_ids, logprobs)
             next_ids = traj.extend([{"role": "tool", "content": "42"}])
         """
-        from .trajectories import PrefixStability, Trajectory
+        from .trajectories import Trajectory
 
         if variables:
             self._warn_unused(tools, variables.keys(), "trajectory")
