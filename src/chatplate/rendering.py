@@ -443,3 +443,22 @@ def common_prefix(a: str, b: str, start: int = 0) -> int:
         else:
             high = middle
     return low
+
+
+def common_suffix(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` share at their ends (bisecting, like :func:`common_prefix`).
+
+    >>> common_suffix("hello there</s>", "bye there</s>")
+    10
+    """
+    size = min(len(a), len(b))
+    if a[len(a) - size:] == b[len(b) - size:]:
+        return size
+    low, high = 0, size  # the last `low` characters agree; the last `high` do not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a[len(a) - middle:] == b[len(b) - middle:]:
+            low = middle
+        else:
+            high = middle
+    return low

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ChatplateError, InputError, TrajectoryError
-from ..rendering import PrefixRenders, common_prefix
+from ..rendering import PrefixRenders, common_prefix, common_suffix
 from ..safety import MARKS, START, has_markers, strip_markers
 from ..tokens.encoder import template_markers
 from ..tokens.encoding import encode_texts
@@ -540,21 +540,6 @@ def _owner(position: int, ends: Sequence[int], first: int) -> int:
         if position < end:
             return first + index
     return -1
-
-
-def common_suffix(a: str, b: str) -> int:
-    """How many characters ``a`` and ``b`` share at their ends."""
-    size = min(len(a), len(b))
-    if a[len(a) - size:] == b[len(b) - size:]:
-        return size
-    low, high = 0, size  # the last `low` characters agree; the last `high` do not
-    while high - low > 1:
-        middle = (low + high) // 2
-        if a[len(a) - middle:] == b[len(b) - middle:]:
-            low = middle
-        else:
-            high = middle
-    return low
 
 
 def _altered(message: dict[str, Any]) -> dict[str, Any]:
