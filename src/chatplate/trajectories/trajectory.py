@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import ChatplateError, InputError, TrajectoryError
 from ..rendering import PrefixRenders, common_prefix, common_suffix
 from ..safety import MARKS, START, has_markers, strip_markers
+from ..tokens.spans import clean_positions
 from ..tokens.encoder import template_markers
 from ..tokens.encoding import encode_texts
 from ..tokens.tokenizer import token_ids
@@ -41,7 +42,7 @@ from ..tokens.tokenizer import token_ids
 if TYPE_CHECKING:
     from ..template import ChatTemplate
 
-__all__ = ["Trajectory", "Extension"]
+__all__ = ["Trajectory", "Extension", "token_start"]
 
 Kind = Literal["clean", "realign", "fork"]
 Boundary = Literal["exact", "stop", "rewritten"]
@@ -126,12 +127,15 @@ class Trajectory:
             messages, tools=self._tools, documents=documents, add_generation_prompt=True, now=now, return_offsets=True,
             **self._variables,
         )
-        self._text = self._render(self._chat, True)  # with data's control tokens marked, as encoded
+        self._stops = tuple(template.detect_response_format(**self._variables).stops)
+        # What the template writes between turns, and what a model may stop with.
+        self._controls = self._stops + self._control.control
+        prefixes = self._prefixes(self._chat)
+        self._text = prefixes.text  # with data's control tokens marked, as encoded
         self._ids = list(encoding.input_ids)
         self._sampled = [0] * len(self._ids)
         self._logprobs: list[float | None] = [None] * len(self._ids)
-        self._stops = tuple(template.detect_response_format(**self._variables).stops)
-        self._owners = self._initial_owners(encoding.offsets or [])
+        self._owners = self._initial_owners(encoding.offsets or [], prefixes)
         self._prompt_tokens = len(self._ids)
         self._control_ids = {tokenizer.token_id(token) for token in self._control.control} - {None}
         # The completion waiting for extend: (first token, first character, its text).
@@ -296,11 +300,10 @@ class Trajectory:
         except InputError as exc:
             raise type(exc)(f"{what}: {exc}") from exc
 
-    def _initial_owners(self, offsets: list[tuple[int, int]]) -> list[int]:
+    def _initial_owners(self, offsets: list[tuple[int, int]], prefixes: PrefixRenders) -> list[int]:
         """Each prompt token's message, from where each message ends in the prompt's render."""
-        prefixes = self._prefixes(self._chat)
-        ends = self._message_ends(self._chat, prefixes, 0) if prefixes.text == self._text else [len(self._text)]
-        clean = [_clean_position(self._text, end) for end in ends]
+        ends = self._message_ends(self._chat, prefixes, 0)
+        clean = [end for end, _ in clean_positions(self._text, [(end, end) for end in ends])]
         return [_owner(start, clean, 0) for start, _ in offsets]
 
     def _windows(self, completed: int) -> tuple[list[int], list[int] | None, int]:
@@ -408,7 +411,7 @@ class Trajectory:
             )
         cut = len(render) - common_suffix(render, other)
         close = next((stop for stop in self._stops if render.startswith(stop, cut)), None)
-        if close is not None and any(sampled.endswith(token) for token in self._stops + self._control.control):
+        if close is not None and any(sampled.endswith(token) for token in self._controls):
             cut += len(close)  # the model's stop closed the turn
         ends = [cut] + self._message_ends(after, prefixes, completed + 1)[1:]
         ends = [max(end, cut) for end in ends]
@@ -427,9 +430,9 @@ class Trajectory:
         same = start + common_prefix(ours, render[start:])
         if same - start == len(ours):
             return same, "exact"
-        controls = self._stops + self._control.control
+        controls = self._controls
         # Texts that part inside a token (``<|user|>`` against ``</s>``) part where it begins.
-        same = start + min(_token_start(ours, same - start, controls), self._token_start(render, same) - start)
+        same = start + min(token_start(ours, same - start, controls), self._token_boundary(render, same) - start)
         close = _find_first(render, self._stops, same, max(same, turn_end))
         if close is not None and close[0] == same and _only_tokens(ours[same - start:], controls):
             return close[1], "stop"
@@ -453,17 +456,17 @@ class Trajectory:
             start = prefixes.message_start(count) if count < len(after) else None
             if start is None:
                 try:
-                    start = self._token_start(render, common_prefix(self._render(after[:count], False), render))
+                    start = self._token_boundary(render, common_prefix(self._render(after[:count], False), render))
                 except ChatplateError:
                     start = ends[-1] if ends else len(render)
             ends.append(start)
         return ends
 
-    def _token_start(self, text: str, position: int) -> int:
+    def _token_boundary(self, text: str, position: int) -> int:
         """``position``, or the start of the token of ``text`` that spans it: two renders that
         part there may share the first characters of different markers (``<|`` of ``<|end|>``
-        and ``<|return|>``)."""
-        position = _token_start(text, position, self._stops + self._control.control)
+        and ``<|return|>``), a control token's or one the tokenizer makes of the text around."""
+        position = token_start(text, position, self._controls)
         low = max(0, position - _SNAP)
         encoding = self.template.tokenizer.backend.encode(text[low : position + _SNAP], add_special_tokens=False)
         for begin, end in encoding.offsets:
@@ -484,11 +487,11 @@ class Trajectory:
             self.template.tokenizer, [region], self._marking.data, True
         )
         ours = self._ids[anchor_token:]
-        size = _clean_position(region, len(region) - len(suffix))
+        [(size, _)] = clean_positions(region, [(len(region) - len(suffix),) * 2])
         kept = len(ours)
         if canonical[:kept] == ours and (kept == len(canonical) or offsets[kept][0] >= size):
             return list(canonical[kept:]), _marked_offsets(region, offsets[kept:], len(region) - len(suffix)), None
-        differ = next((i for i, (a, b) in enumerate(zip(ours, canonical)) if a != b), min(len(ours), len(canonical)))
+        differ = _first_difference(ours, canonical)
         ids, offsets = self._encode_alone(suffix)
         return ids, offsets, (anchor_token + differ, list(canonical[differ:]))
 
@@ -525,12 +528,17 @@ class Trajectory:
         [(_, canonical, _, _, _)] = encode_texts(self.template.tokenizer, [text], self._marking.data, False)
         canonical = list(canonical)
         ours = self._ids
-        differ = next((i for i, (a, b) in enumerate(zip(ours, canonical)) if a != b), min(len(ours), len(canonical)))
+        differ = _first_difference(ours, canonical)
         if differ == len(ours) == len(canonical):
             return Extension("clean", None, first, boundary)
         if strip_markers(text) == strip_markers(self._text):
             return Extension("realign", differ, first, boundary, tuple(ours[differ:]), tuple(canonical[differ:]))
         return Extension("fork", differ, first, boundary, tuple(ours[differ:]), tuple(canonical[differ:]))
+
+
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    """The first index where ``a`` and ``b`` differ (the shorter one's length if one is a prefix)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def _owner(position: int, ends: Sequence[int], first: int) -> int:
@@ -571,8 +579,8 @@ def _altered(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _token_start(text: str, position: int, tokens: Sequence[str]) -> int:
-    """``position``, or the start of a token in ``text`` that spans it."""
+def token_start(text: str, position: int, tokens: Sequence[str]) -> int:
+    """``position``, or the start of one of ``tokens`` in ``text`` that spans it."""
     starts = [
         found for token in tokens
         if (found := text.find(token, max(0, position - len(token) + 1), position + len(token) - 1)) >= 0
@@ -605,13 +613,6 @@ def _only_tokens(text: str, tokens: Sequence[str]) -> bool:
             return False
         text = text[len(token):]
     return True
-
-
-def _clean_position(text: str, position: int) -> int:
-    """``position`` in marked ``text``, counted in the text without its markers."""
-    if not has_markers(text):
-        return position
-    return position - sum(text.count(mark, 0, position) for mark in MARKS)
 
 
 def _marked_offsets(text: str, offsets: Sequence[tuple[int, int]], start: int) -> list[tuple[int, int]]:
