@@ -290,9 +290,8 @@ def test_prefix_stability_report(name: str, source: Any) -> None:
     t = _template(source)
     report = t.prefix_stability()
     for witness in report.witnesses:
-        appended = {"tool result": {"role": "tool", "tool_call_id": "call00001", "content": "sunny, 24 C"},
-                    "user turn": {"role": "user", "content": "And tomorrow?"}}.get(witness.appended)
-        if appended is None:
+        appended = witness.appended_messages
+        if not appended:
             if witness.appended == "nothing":  # the closed turn does not show the reasoning it was given
                 closed = t.render(witness.conversation, tools=witness.tools)
                 assert witness.conversation[-1]["reasoning_content"] not in closed
@@ -305,7 +304,7 @@ def test_prefix_stability_report(name: str, source: Any) -> None:
                 messages, tools=witness.tools, add_generation_prompt=prompt, **variables)
             conversation = witness.conversation
             prompt, closed = render(conversation[:-1], True), render(conversation, False)
-            return closed.startswith(prompt) and render(conversation + [appended], True).startswith(closed)
+            return closed.startswith(prompt) and render(conversation + appended, True).startswith(closed)
 
         assert not holds()
         assert witness.before != witness.after

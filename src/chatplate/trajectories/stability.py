@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import engine
 from ..errors import ChatplateError
 from ..rendering import common_prefix
+from .trajectory import token_start
 
 if TYPE_CHECKING:
     from ..template import ChatTemplate
@@ -55,7 +56,8 @@ class Witness:
     block"``, ``"tool calls"``, ``"earlier message"``, ``"turn end"``, ``"assistant turn"``,
     ``"own reasoning"``, ``"date"``); ``before``/``after``: the text from where the renders
     part, before and after appending; ``fix``: template variables (or ``now``) under which the
-    property holds, if any; ``tools``: the tools the conversation was rendered with.
+    property holds, if any; ``tools`` and ``appended_messages``: what the conversation was
+    rendered with, and what was appended to it (none for ``"time"`` and ``"nothing"``).
     """
 
     appended: str
@@ -66,6 +68,7 @@ class Witness:
     after: str
     fix: dict[str, Any] | None = None
     tools: list[Any] | None = None
+    appended_messages: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
         fix = f"; fixed by {', '.join(f'{k}={v!r}' for k, v in self.fix.items())}" if self.fix else ""
@@ -109,20 +112,19 @@ def prefix_stability(
     seen: set[tuple[str, str]] = set()
     reasoning: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for assistant, appended, conversation in _probes():
-        found = probe.check(conversation, _APPENDED[appended], assistant, appended)
+        found, shown = probe.check(conversation, appended)
         if found is None and conversation[-1].get("tool_calls"):
             conversation = _string_arguments(conversation)  # templates that take arguments as JSON text
-            found = probe.check(conversation, _APPENDED[appended], assistant, appended)
+            found, shown = probe.check(conversation, appended)
         if found is None:
             continue
         if f"{assistant} + {appended}" not in probed:
             probed.append(f"{assistant} + {appended}")
-        shown = probe.shows_reasoning(conversation)
         if shown is not None:
             reasoning[shown].append(conversation)
         if found is not True and (found.appended, found.field) not in seen:
             seen.add((found.appended, found.field))
-            witnesses.append(_with_fix(probe, found, conversation, assistant))
+            witnesses.append(_with_fix(probe, found))
     if reasoning[True] and reasoning[False]:
         # The template renders reasoning, but not this turn's once it is closed (Kimi K2 Thinking
         # keeps it only after the last answer without tool calls): what the model sampled in
@@ -148,54 +150,52 @@ def _probes() -> list[tuple[str, str, list[dict[str, Any]]]]:
 class _Probe:
     def __init__(self, template: ChatTemplate, tools: list[Any], now: datetime | None, variables: dict[str, Any]) -> None:
         self.template, self.tools, self.now, self.variables = template, tools, now, variables
+        # Where two renders part inside one of these, a witness is shown from its start.
+        stops = template.detect_response_format(**variables).stops
+        named = (template.bos_token, template.eos_token, *template.special_tokens.values(), *stops)
+        self.markers = [token for token in named if token]
+        if template.has_tokenizer:
+            self.markers += list(template.tokenizer.added_tokens)
 
     def render(self, messages: list[dict[str, Any]], prompt: bool, **extra: Any) -> str:
         options = {"now": self.now, **self.variables, **extra}
         return self.template.render(messages, tools=self.tools, add_generation_prompt=prompt, **options)
 
-    def check(
-        self, conversation: list[dict[str, Any]], appended: dict[str, Any], assistant: str, kind: str, **extra: Any
-    ) -> Witness | bool | None:
-        """A witness, ``True`` when the property holds, ``None`` when the template refuses the probe."""
+    def check(self, conversation: list[dict[str, Any]], kind: str, **extra: Any) -> tuple[Witness | bool | None, bool | None]:
+        """A witness, ``True`` when the property holds, ``None`` when the template refuses the
+        probe; and whether the closed turn shows the reasoning it was given (``None``: it has none)."""
+        appended = _APPENDED[kind]
         try:
+            history = self.render(conversation[:-1], False, **extra)
             prompt = self.render(conversation[:-1], True, **extra)
             closed = self.render(conversation, False, **extra)
             later = self.render(conversation + [appended], True, **extra)
         except ChatplateError:
-            return None
+            return None, None
         message = conversation[-1]
+        turn_start = common_prefix(history, closed)
+        reasoning = message.get("reasoning_content")
+        shown = reasoning in closed[turn_start:] if reasoning else None
         opened = common_prefix(prompt, closed)
         if opened < len(prompt):
             # The model samples after the prompt; history shows the turn without what the prompt
             # opened, or the messages before it otherwise.
-            before = common_prefix(self.render(conversation[:-1], False, **extra), prompt)
-            field = "generation prompt" if opened >= before else "earlier message"
-            return self._witness(kind, conversation, field, prompt, closed, opened)
+            field = "generation prompt" if opened >= common_prefix(history, prompt) else "earlier message"
+            return self._witness(kind, conversation, field, prompt, closed, opened, [appended]), shown
         # What the model samples ends at the template's end-of-turn marker: text the template
         # writes after the last turn only (an EOS to train on) is never in a later prompt.
         stops = self.template.detect_response_format(**{**self.variables, **extra}).stops
         ends = [found + len(stop) for stop in stops if (found := closed.find(stop, len(prompt))) >= 0]
         if later.startswith(closed[: min(ends, default=len(closed))]):
-            return True
+            return True, shown
         part = common_prefix(closed, later)
-        turn_start = common_prefix(self.render(conversation[:-1], False, **extra), closed)
-        return self._witness(kind, conversation, _rewritten(message, closed, later, part, turn_start), closed, later, part)
-
-    def shows_reasoning(self, conversation: list[dict[str, Any]]) -> bool | None:
-        """Whether the closed turn shows its reasoning (``None``: it has none, or does not render)."""
-        reasoning = conversation[-1].get("reasoning_content")
-        if not reasoning:
-            return None
-        try:
-            turn = self.render(conversation, False)[len(self.render(conversation[:-1], False)):]
-        except ChatplateError:
-            return None
-        return reasoning in turn
+        field = _rewritten(message, closed, later, part, turn_start)
+        return self._witness(kind, conversation, field, closed, later, part, [appended]), shown
 
     def hidden_reasoning(self, conversation: list[dict[str, Any]]) -> Witness:
         closed = self.render(conversation, False)
         start = common_prefix(self.render(conversation[:-1], False), closed)
-        witness = self._witness("nothing", conversation, "own reasoning", closed, closed, start)
+        witness = self._witness("nothing", conversation, "own reasoning", closed, closed, start, [])
         return Witness(**{**witness.__dict__, "before": conversation[-1]["reasoning_content"][:_EXCERPT]})
 
     def clock(self) -> Witness | None:
@@ -211,24 +211,16 @@ class _Probe:
         if one == two:
             return None
         part = common_prefix(one, two)
-        witness = self._witness("time", conversation, "date", one, two, part)
+        witness = self._witness("time", conversation, "date", one, two, part, [])
         return Witness(**{**witness.__dict__, "fix": {"now": "a fixed datetime for the whole rollout"}})
 
     def _witness(self, kind: str, conversation: list[dict[str, Any]], field: str, before: str, after: str,
-                 part: int) -> Witness:
-        # Shown from the start of a marker the two texts part inside (``<|`` of ``<|end|>``).
-        template = self.template
-        stops = template.detect_response_format(**self.variables).stops
-        markers = [token for token in (template.bos_token, template.eos_token, *template.special_tokens.values(), *stops)
-                   if token]
-        if template.has_tokenizer:
-            markers += list(template.tokenizer.added_tokens)
-        part = min((i for token in markers if 0 <= (i := before.find(token, max(0, part - len(token) + 1), part + len(token)))
-                    < part), default=part)
+                 part: int, appended: list[dict[str, Any]]) -> Witness:
+        part = token_start(before, part, self.markers)
         while part > 0 and before[part - 1] in "<[|":  # markers unknown to the template: ``<`` of ``<think>``
             part -= 1
         return Witness(kind, [dict(m) for m in conversation], field, part, before[part:part + _EXCERPT],
-                       after[part:part + _EXCERPT], tools=self.tools)
+                       after[part:part + _EXCERPT], tools=self.tools, appended_messages=appended)
 
 
 def _string_arguments(conversation: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -260,15 +252,11 @@ def _call_names(message: dict[str, Any]) -> list[str]:
     return [call["function"]["name"] for call in message.get("tool_calls") or []]
 
 
-def _with_fix(probe: _Probe, witness: Witness, conversation: list[dict[str, Any]], assistant: str) -> Witness:
-    """The witness, with the first template variable whose value makes the probe stable."""
+def _with_fix(probe: _Probe, witness: Witness) -> Witness:
+    """The witness, with the first template variable whose value makes its probe stable."""
     source = probe.template.renderer.source(probe.tools)
-    candidates = sorted(engine.read_variables(source) - _GIVEN - set(probe.variables))
-    appended = _APPENDED.get(witness.appended)
-    if appended is None:
-        return witness
-    for name in candidates:
+    for name in sorted(engine.read_variables(source) - _GIVEN - set(probe.variables)):
         for value in (True, False):
-            if probe.check(conversation, appended, assistant, witness.appended, **{name: value}) is True:
+            if probe.check(witness.conversation, witness.appended, **{name: value})[0] is True:
                 return Witness(**{**witness.__dict__, "fix": {name: value}})
     return witness
