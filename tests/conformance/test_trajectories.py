@@ -118,7 +118,13 @@ class Rollout:
         extension = self.traj.extensions[-1]
         self.kinds.append(extension.kind)
         self._check_alignment()
-        assert self.traj.message_index[len(before):].count(-1) >= 0
+        # The new tokens belong to the completed turn (its close), then each new message in
+        # order, then the generation prompt (-1, last; some templates write none: [INST] ones).
+        owners = self.traj.message_index[len(before):]
+        completed = len(self.traj.messages) - len(new) - 1
+        numbered = [o for o in owners if o != -1]
+        assert owners[len(numbered):] == [-1] * (len(owners) - len(numbered))
+        assert numbered == sorted(numbered) and set(numbered) <= set(range(completed, completed + len(new) + 1))
         if self.diverged:
             return
         reference = self._encode(self.traj.messages, True)
